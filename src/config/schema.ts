@@ -1,0 +1,107 @@
+/**
+ * The whole configuration of fleetq in one zod schema. Pure: no env access here.
+ * `ENV_VARS` maps each key to the environment variable that sets it, so errors
+ * (and the docker-compose test) can name the variable.
+ */
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { parseDuration, parseSize } from '../lib/units.js';
+
+/** Host ids end up in queue names and Redis keys: keep them boring. */
+export const HostId = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1-63 characters of letters, digits, ".", "_" or "-", starting with a letter or digit');
+
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseDuration(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
+const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseSize(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
+const positiveInt = z.coerce.number({ error: 'must be a whole number' }).int('must be a whole number').positive('must be at least 1');
+
+/** The machine's hostname, reduced to a valid host id. */
+export function defaultHostId(): string {
+  const h = hostname().split('.')[0]?.replace(/[^A-Za-z0-9._-]/g, '-') || 'localhost';
+  return /^[A-Za-z0-9]/.test(h) ? h.slice(0, 63) : `h${h}`.slice(0, 63);
+}
+
+export const ConfigSchema = z.object({
+  redisUrl: z
+    .string()
+    .default('redis://127.0.0.1:6379')
+    .refine((v) => /^rediss?:\/\//.test(v), 'must be a redis:// or rediss:// URL'),
+  host: HostId.default(defaultHostId),
+  root: z
+    .string()
+    .min(1)
+    .default('./var/cocoon')
+    .transform((p) => resolve(p)),
+  prefix: z
+    .string()
+    .regex(/^[A-Za-z0-9_.{}-]+$/, 'must be letters, digits, "_", ".", "-" or a {hash-tag}')
+    .default('fleetq'),
+  concurrency: positiveInt.max(256, 'must be at most 256').default(4),
+  restoreConcurrency: positiveInt.max(64, 'must be at most 64').default(2),
+  lockTtlMs: duration.pipe(z.number().min(1000, 'must be at least 1s')).default(30_000),
+  maxImageSize: size.pipe(z.number().min(4, 'must be at least 4 bytes')).default(20 * 1024 ** 3),
+  downloadTimeoutMs: duration.pipe(z.number().positive()).default(30 * 60_000),
+  downloadIdleTimeoutMs: duration.pipe(z.number().positive()).default(60_000),
+  maxRedirects: z.coerce.number().int().min(0).max(20).default(5),
+  attempts: positiveInt.max(100).default(5),
+  backoffMs: duration.default(5_000),
+  jobLockMs: duration.pipe(z.number().min(1000, 'must be at least 1s')).default(30_000),
+  stalledIntervalMs: duration.pipe(z.number().min(500, 'must be at least 500ms')).default(30_000),
+  shutdownGraceMs: duration.default(30_000),
+  tempMaxAgeMs: duration.default(3_600_000),
+  qemuImg: z.string().min(1).default('qemu-img'),
+  cocoonBin: z.string().min(1).default('cocoon'),
+  cocoonTimeoutMs: duration.pipe(z.number().positive()).default(10 * 60_000),
+  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+});
+
+export type Config = Readonly<z.output<typeof ConfigSchema>>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+
+/** Environment variable for each configuration key. */
+export const ENV_VARS = {
+  redisUrl: 'REDIS_URL',
+  host: 'FLEETQ_HOST',
+  root: 'FLEETQ_ROOT',
+  prefix: 'FLEETQ_PREFIX',
+  concurrency: 'FLEETQ_CONCURRENCY',
+  restoreConcurrency: 'FLEETQ_RESTORE_CONCURRENCY',
+  lockTtlMs: 'FLEETQ_LOCK_TTL',
+  maxImageSize: 'FLEETQ_MAX_IMAGE_SIZE',
+  downloadTimeoutMs: 'FLEETQ_DOWNLOAD_TIMEOUT',
+  downloadIdleTimeoutMs: 'FLEETQ_DOWNLOAD_IDLE_TIMEOUT',
+  maxRedirects: 'FLEETQ_MAX_REDIRECTS',
+  attempts: 'FLEETQ_ATTEMPTS',
+  backoffMs: 'FLEETQ_BACKOFF',
+  jobLockMs: 'FLEETQ_JOB_LOCK',
+  stalledIntervalMs: 'FLEETQ_STALLED_INTERVAL',
+  shutdownGraceMs: 'FLEETQ_SHUTDOWN_GRACE',
+  tempMaxAgeMs: 'FLEETQ_TEMP_MAX_AGE',
+  qemuImg: 'FLEETQ_QEMU_IMG',
+  cocoonBin: 'FLEETQ_COCOON_BIN',
+  cocoonTimeoutMs: 'FLEETQ_COCOON_TIMEOUT',
+  logLevel: 'FLEETQ_LOG_LEVEL',
+} as const satisfies Record<keyof Config, string>;
+
+/** Variables read outside the schema (dashboard, secrets): still known, so compose files may set them. */
+export const EXTRA_ENV_VARS = ['FLEETQ_BOARD_USER', 'FLEETQ_BOARD_PASSWORD', 'FLEETQ_BOARD_PASSWORD_FILE', 'NODE_ENV'] as const;
+
+export const KNOWN_ENV_VARS: ReadonlySet<string> = new Set<string>([...Object.values(ENV_VARS), ...EXTRA_ENV_VARS]);

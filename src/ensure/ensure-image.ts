@@ -1,0 +1,107 @@
+/**
+ * The ensure-image handler: payload in, blob on disk out.
+ *
+ *   1. look at the store and ask the pull policy (no lock, no network when present);
+ *   2. otherwise become the leader for (host, digest|URL) or wait for it;
+ *   3. the leader downloads in one pass (sha256 while streaming), verifies the
+ *      pin, commits atomically, then points the URL at the digest in the index.
+ */
+import type { Dispatcher } from 'undici';
+import type { Logger } from 'pino';
+import type { EnsureImagePayload, EnsureImageResult, PullProgress } from '../jobs/contracts/ensure-image.js';
+import { download } from '../fetch/download.js';
+import type { PullCoordinator } from '../lock/pull-coordinator.js';
+import { decidePull, type PolicyOptions, pullKey } from '../policy/pull-policy.js';
+import { commitBlob, ensureLayout, newTempPath } from '../store/blob-store.js';
+import { recordUrl } from '../store/image-index.js';
+import type { StorePaths } from '../store/paths.js';
+import { redactUrl } from '../lib/redact.js';
+import { inspectStore } from './inspect-store.js';
+
+export interface EnsureDeps {
+  paths: StorePaths;
+  dispatcher: Dispatcher;
+  coordinator: PullCoordinator;
+  qemuImg: string;
+  maxImageSize: number;
+  downloadTimeoutMs: number;
+  policy?: PolicyOptions;
+  userAgent?: string;
+}
+
+export interface EnsureContext {
+  log: Logger;
+  signal?: AbortSignal | undefined;
+  onProgress?: ((p: PullProgress) => void) | undefined;
+}
+
+type Present = Omit<EnsureImageResult, 'durationMs'>;
+
+export async function ensureImage(payload: EnsureImagePayload, deps: EnsureDeps, ctx: EnsureContext): Promise<EnsureImageResult> {
+  const started = performance.now();
+  const finish = (r: Present): EnsureImageResult => ({ ...r, durationMs: Math.round(performance.now() - started) });
+  const url = payload.image;
+  const pinned = payload.imageDigest;
+  const policyOpts: PolicyOptions = { ...deps.policy, force: payload.force };
+
+  const presentFromStore = async (): Promise<Present | undefined> => {
+    const snap = await inspectStore(deps.paths, url, pinned);
+    const decision = decidePull(snap.view, { ...policyOpts, force: false });
+    if (decision.action !== 'present') return undefined;
+    const blob = decision.via === 'pinned-blob' ? snap.pinnedBlob! : snap.urlBlob!;
+    return { outcome: 'present', digest: blob.digest, path: blob.path, size: blob.size, bytesDownloaded: 0 };
+  };
+
+  // Fast path: no lock, no network.
+  if (!payload.force) {
+    const present = await presentFromStore();
+    if (present) {
+      ctx.log.debug({ digest: present.digest }, 'image present');
+      return finish(present);
+    }
+  }
+
+  const snap = await inspectStore(deps.paths, url, pinned);
+  const decision = decidePull(snap.view, policyOpts);
+  if (decision.action === 'present') return finish((await presentFromStore())!);
+  ctx.log.info({ reason: decision.reason, cachedDigest: snap.view.urlEntry?.digest }, 'image needs download');
+
+  let forcedDone = false;
+  const outcome = await deps.coordinator.run<Present>({
+    key: pullKey(pinned, url),
+    signal: ctx.signal,
+    // A forced job re-downloads even if the blob appeared meanwhile, but only once.
+    recheck: async () => (payload.force && !forcedDone ? undefined : presentFromStore()),
+    lead: async (signal) => {
+      await ensureLayout(deps.paths);
+      const dl = await download({
+        url,
+        tempPath: newTempPath(deps.paths),
+        dispatcher: deps.dispatcher,
+        maxBytes: deps.maxImageSize,
+        totalTimeoutMs: deps.downloadTimeoutMs,
+        expectDigest: decision.expectDigest,
+        signal,
+        onProgress: ctx.onProgress,
+        userAgent: deps.userAgent,
+      });
+      const blob = await commitBlob(deps.paths, {
+        tempPath: dl.tempPath,
+        digest: dl.digest,
+        sniffed: dl.sniffed,
+        qemuImg: deps.qemuImg,
+        signal,
+      });
+      // The blob is on disk before the index may point at it.
+      await recordUrl(deps.paths, url, blob.digest, blob.size);
+      forcedDone = true;
+      ctx.log.info({ digest: blob.digest, bytes: dl.bytes, size: blob.size, url: redactUrl(url) }, 'image pulled');
+      return { outcome: 'pulled', digest: blob.digest, path: blob.path, size: blob.size, bytesDownloaded: dl.bytes };
+    },
+  });
+  if (outcome.role === 'follower') {
+    ctx.log.info({ lockWaitMs: outcome.lockWaitMs }, 'image pulled by another job');
+    return finish({ ...outcome.result, outcome: 'present', bytesDownloaded: 0 });
+  }
+  return finish(outcome.result);
+}

@@ -1,0 +1,30 @@
+/** Gather what the pull policy needs to know about the store (the I/O half of the policy). */
+import type { StoreView } from '../policy/pull-policy.js';
+import { type BlobInfo, statBlob } from '../store/blob-store.js';
+import { lookupUrl } from '../store/image-index.js';
+import type { StorePaths } from '../store/paths.js';
+
+export interface StoreSnapshot {
+  view: StoreView;
+  pinnedBlob?: BlobInfo | undefined;
+  urlBlob?: BlobInfo | undefined;
+}
+
+export async function inspectStore(paths: StorePaths, url: string, pinned: string | undefined): Promise<StoreSnapshot> {
+  const pinnedBlob = pinned ? await statBlob(paths, pinned) : undefined;
+  if (pinnedBlob) {
+    // The pinned blob is there: the URL cache does not matter, skip reading it.
+    return { view: { pinned, pinnedBlobValid: true, urlEntryBlobValid: false }, pinnedBlob };
+  }
+  const entry = await lookupUrl(paths, url);
+  const urlBlob = entry ? await statBlob(paths, entry.content_sum, entry.size) : undefined;
+  return {
+    view: {
+      pinned,
+      pinnedBlobValid: false,
+      urlEntry: entry ? { digest: entry.content_sum, size: entry.size } : undefined,
+      urlEntryBlobValid: urlBlob !== undefined,
+    },
+    urlBlob,
+  };
+}

@@ -1,0 +1,56 @@
+/**
+ * The pull policy: given what the store holds, does an ensure-image job need
+ * the network? Pure — the I/O that gathers `StoreView` lives in src/ensure/.
+ *
+ * The rule that fixes cocoon#37: a pinned digest that is not on disk is always
+ * downloaded, bypassing the URL→blob cache, because that cache may point at a
+ * different (stale or newer) digest after a mutable tag was re-pushed.
+ */
+
+export interface StoreView {
+  /** The pinned digest, if the job pins one. */
+  pinned?: string | undefined;
+  /** Whether blobs/<pinned>.qcow2 is a valid blob. */
+  pinnedBlobValid: boolean;
+  /** The URL's index entry, if any. */
+  urlEntry?: { digest: string; size: number } | undefined;
+  /** Whether the entry's blob is a regular file whose size equals the entry's. */
+  urlEntryBlobValid: boolean;
+}
+
+export interface PolicyOptions {
+  force?: boolean | undefined;
+  /**
+   * Reproduce cocoon before PR #39: trust the URL cache even when the pinned
+   * digest is missing. Never set in production; tests use it to prove the
+   * suite detects the bug.
+   */
+  trustUrlCacheOverPin?: boolean | undefined;
+}
+
+export type PullDecision =
+  | { action: 'present'; digest: string; via: 'pinned-blob' | 'url-cache' }
+  | { action: 'download'; expectDigest?: string | undefined; reason: DownloadReason };
+
+export type DownloadReason = 'forced' | 'pinned-missing' | 'pinned-missing-url-cache-stale' | 'not-cached' | 'cached-blob-invalid';
+
+export function decidePull(view: StoreView, opts: PolicyOptions = {}): PullDecision {
+  const { pinned } = view;
+  if (opts.force) return { action: 'download', expectDigest: pinned, reason: 'forced' };
+  if (pinned) {
+    if (view.pinnedBlobValid) return { action: 'present', digest: pinned, via: 'pinned-blob' };
+    if (opts.trustUrlCacheOverPin && view.urlEntry && view.urlEntryBlobValid) {
+      return { action: 'present', digest: view.urlEntry.digest, via: 'url-cache' };
+    }
+    const stale = view.urlEntry !== undefined && view.urlEntry.digest !== pinned;
+    return { action: 'download', expectDigest: pinned, reason: stale ? 'pinned-missing-url-cache-stale' : 'pinned-missing' };
+  }
+  if (!view.urlEntry) return { action: 'download', reason: 'not-cached' };
+  if (view.urlEntryBlobValid) return { action: 'present', digest: view.urlEntry.digest, via: 'url-cache' };
+  return { action: 'download', reason: 'cached-blob-invalid' };
+}
+
+/** The key that serialises downloads on one host: the digest when pinned, else the URL. */
+export function pullKey(pinned: string | undefined, url: string): { kind: 'digest' | 'url'; value: string } {
+  return pinned ? { kind: 'digest', value: pinned } : { kind: 'url', value: url };
+}

@@ -1,0 +1,17 @@
+/** Queue names and job ids are built only here. BullMQ forbids ":" in both. Pure. */
+import { createHash } from 'node:crypto';
+
+export type QueueKind = 'images' | 'restores';
+
+export function queueName(kind: QueueKind, host: string): string {
+  return `${kind}-${host}`;
+}
+
+export const imageQueueName = (host: string) => queueName('images', host);
+export const restoreQueueName = (host: string) => queueName('restores', host);
+
+/** Deduplication id for an ensure-image job: one pending job per (host, digest or URL, force). */
+export function ensureImageDedupId(host: string, image: string, digest: string | undefined, force: boolean | undefined): string {
+  const what = digest ? `d-${digest.slice('sha256:'.length)}` : `u-${createHash('sha256').update(image).digest('hex').slice(0, 40)}`;
+  return `ensure-image.${host}.${what}${force ? '.force' : ''}`;
+}

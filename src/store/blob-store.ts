@@ -1,0 +1,115 @@
+/**
+ * Blobs in cocoon's cloudimg layout. Content is invisible until committed:
+ * downloads live in temp/, and a blob appears under blobs/ only by an atomic
+ * rename of a verified, fsynced, read-only file.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, lstat, mkdir, readdir, rename, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { convertToQcow2 } from './convert.js';
+import { fsyncDir, fsyncFile, removeIfExists } from './fs-atomic.js';
+import { blobPath, type StorePaths } from './paths.js';
+import type { Sniffed } from './sniff.js';
+
+export interface BlobInfo {
+  digest: string;
+  path: string;
+  size: number;
+}
+
+export const TEMP_PREFIX = 'pull-';
+
+export async function ensureLayout(paths: StorePaths): Promise<void> {
+  await mkdir(paths.blobs, { recursive: true });
+  await mkdir(paths.db, { recursive: true });
+  await mkdir(paths.temp, { recursive: true });
+}
+
+/**
+ * The blob for `digest` when it is valid: a regular file (not a symlink) with
+ * size > 0 and, when `expectedSize` is given, exactly that size.
+ */
+export async function statBlob(paths: StorePaths, digest: string, expectedSize?: number): Promise<BlobInfo | undefined> {
+  const path = blobPath(paths, digest);
+  try {
+    const st = await lstat(path);
+    if (!st.isFile() || st.size <= 0) return undefined;
+    if (expectedSize !== undefined && st.size !== expectedSize) return undefined;
+    return { digest, path, size: st.size };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+export function newTempPath(paths: StorePaths): string {
+  return join(paths.temp, `${TEMP_PREFIX}${process.pid}-${randomBytes(8).toString('hex')}.img`);
+}
+
+export interface CommitOptions {
+  tempPath: string;
+  digest: string;
+  sniffed: Sniffed;
+  qemuImg: string;
+  signal?: AbortSignal;
+}
+
+/**
+ * Move a verified download into blobs/<hex>.qcow2 (converting raw/old qcow2
+ * first). The temp file is consumed on success and removed on failure.
+ * Committing a digest that is already present is a no-op (idempotent).
+ */
+export async function commitBlob(paths: StorePaths, opts: CommitOptions): Promise<BlobInfo> {
+  const target = blobPath(paths, opts.digest);
+  let source = opts.tempPath;
+  const converted = `${opts.tempPath}.qcow2`;
+  try {
+    if (opts.sniffed.kind !== 'rejected' && opts.sniffed.needsConversion) {
+      await convertToQcow2(opts.qemuImg, opts.tempPath, converted, opts.signal);
+      await fsyncFile(converted);
+      await removeIfExists(opts.tempPath);
+      source = converted;
+    }
+    opts.signal?.throwIfAborted();
+    await chmod(source, 0o444);
+    const existing = await statBlob(paths, opts.digest);
+    if (existing) {
+      await removeIfExists(source);
+      return existing;
+    }
+    await rename(source, target);
+    await fsyncDir(paths.blobs);
+    const st = await stat(target);
+    return { digest: opts.digest, path: target, size: st.size };
+  } catch (err) {
+    await removeIfExists(opts.tempPath);
+    await removeIfExists(converted);
+    throw err;
+  }
+}
+
+/** Remove temp files untouched for longer than `maxAgeMs` (left by a crashed process). */
+export async function sweepTemp(paths: StorePaths, maxAgeMs: number, now = Date.now()): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(paths.temp);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(TEMP_PREFIX)) continue;
+    const p = join(paths.temp, name);
+    try {
+      const st = await lstat(p);
+      if (now - st.mtimeMs > maxAgeMs) {
+        await removeIfExists(p);
+        removed.push(p);
+      }
+    } catch {
+      /* raced with its owner: fine */
+    }
+  }
+  return removed;
+}

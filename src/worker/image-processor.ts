@@ -1,0 +1,37 @@
+/** BullMQ processor for a host's images queue. */
+import type { Job } from 'bullmq';
+import type { Logger } from 'pino';
+import { parsePayload } from '../jobs/contracts/common.js';
+import { ENSURE_IMAGE, EnsureImagePayload, type EnsureImageResult } from '../jobs/contracts/ensure-image.js';
+import { ensureImage, type EnsureDeps } from '../ensure/ensure-image.js';
+import { InvalidInputError } from '../lib/errors.js';
+import { redactUrl } from '../lib/redact.js';
+import { errorCode, isPermanent, toBullmqError } from './to-bullmq-error.js';
+
+export interface ImageProcessorDeps extends EnsureDeps {
+  host: string;
+  log: Logger;
+}
+
+export function createImageProcessor(deps: ImageProcessorDeps) {
+  return async (job: Job, _token?: string, signal?: AbortSignal): Promise<EnsureImageResult> => {
+    const base = deps.log.child({ jobId: job.id, host: deps.host, attempt: job.attemptsMade + 1 });
+    try {
+      if (job.name !== ENSURE_IMAGE) throw new InvalidInputError(`unknown job name "${job.name}" on an images queue`, 'name');
+      const payload = parsePayload(EnsureImagePayload, job.data, ENSURE_IMAGE);
+      const log = base.child({ digest: payload.imageDigest, image: redactUrl(payload.image) });
+      const result = await ensureImage(payload, deps, {
+        log,
+        signal,
+        onProgress: (p) => {
+          job.updateProgress(p).catch(() => {});
+        },
+      });
+      log.info({ outcome: result.outcome, digest: result.digest, durationMs: result.durationMs }, 'ensure-image done');
+      return result;
+    } catch (err) {
+      base.warn({ err, code: errorCode(err), permanent: isPermanent(err) }, 'ensure-image failed');
+      throw toBullmqError(err);
+    }
+  };
+}
