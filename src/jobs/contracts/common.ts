@@ -42,7 +42,7 @@ function shownValue(input: unknown): string {
 
 /** Parse `data` or throw an InvalidInputError whose message names the offending field. */
 export function parsePayload<S extends z.ZodType>(schema: S, data: unknown, what: string): z.output<S> {
-  const result = schema.safeParse(data);
+  const result = schema.safeParse(data, { reportInput: true });
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
   let field = issue.path.map(String).join('.');

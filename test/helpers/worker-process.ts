@@ -1,0 +1,119 @@
+/** Real worker processes (`node bin/fleetq.js worker`), with their JSON logs captured. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+
+export const BIN = fileURLToPath(new URL('../../bin/fleetq.js', import.meta.url));
+
+export interface WorkerProcess {
+  proc: ChildProcess;
+  logs: Array<Record<string, unknown>>;
+  stderr: string;
+  /** SIGTERM; resolves with the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL (a crash). */
+  kill(): Promise<void>;
+  waitForLog(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+}
+
+export interface WorkerEnv {
+  REDIS_URL: string;
+  FLEETQ_HOST: string;
+  FLEETQ_ROOT: string;
+  FLEETQ_PREFIX?: string;
+  [k: string]: string | undefined;
+}
+
+/** Environment without anything from the developer's shell that could change behaviour. */
+function cleanEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FLEETQ_') && k !== 'REDIS_URL') env[k] = v;
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
+  return env;
+}
+
+export async function startWorkerProcess(env: WorkerEnv, args: string[] = []): Promise<WorkerProcess> {
+  const proc = spawn(process.execPath, [BIN, 'worker', ...args], {
+    env: cleanEnv({ FLEETQ_LOG_LEVEL: 'debug', FLEETQ_STALLED_INTERVAL: '1s', FLEETQ_JOB_LOCK: '3s', ...env }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Array<Record<string, unknown>> = [];
+  const watchers = new Set<() => void>();
+  let buf = '';
+  let stderr = '';
+  proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    buf += d;
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      try {
+        logs.push(JSON.parse(line));
+      } catch {
+        logs.push({ msg: line });
+      }
+      for (const w of [...watchers]) w();
+    }
+  });
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = once(proc, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+
+  const waitForLog = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 20_000) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      const found = logs.find(pred);
+      if (found) return resolve(found);
+      const timer = setTimeout(() => {
+        watchers.delete(check);
+        reject(new Error(`log line not seen within ${timeoutMs}ms; stderr: ${stderr}; last logs: ${JSON.stringify(logs.slice(-5))}`));
+      }, timeoutMs);
+      const check = () => {
+        const hit = logs.find(pred);
+        if (hit) {
+          clearTimeout(timer);
+          watchers.delete(check);
+          resolve(hit);
+        }
+      };
+      watchers.add(check);
+      exited.then(() => {
+        if (!logs.find(pred)) {
+          clearTimeout(timer);
+          watchers.delete(check);
+          reject(new Error(`worker exited before the log line; stderr: ${stderr}`));
+        }
+      });
+    });
+
+  const wp: WorkerProcess = {
+    proc,
+    logs,
+    get stderr() {
+      return stderr;
+    },
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
+      proc.kill('SIGTERM');
+      const [code] = await exited;
+      return code;
+    },
+    async kill() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGKILL');
+      await exited;
+    },
+    waitForLog,
+  };
+  await waitForLog((l) => l.msg === 'worker started');
+  return wp;
+}
+
+/** Run the CLI to completion. */
+export async function runCli(args: string[], env: Record<string, string | undefined>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const proc = spawn(process.execPath, [BIN, ...args], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  proc.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const [code] = (await once(proc, 'exit')) as [number | null];
+  return { code, stdout, stderr };
+}

@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { redactDeep, redactUrl } from '../../../src/lib/redact.js';
+import { parseDuration, parseSize } from '../../../src/lib/units.js';
+
+describe('units', () => {
+  it('parses sizes in binary units', () => {
+    expect(parseSize('8G')).toBe(8 * 1024 ** 3);
+    expect(parseSize('512M')).toBe(512 * 1024 ** 2);
+    expect(parseSize('1.5GiB')).toBe(1.5 * 1024 ** 3);
+    expect(parseSize('4096')).toBe(4096);
+    expect(() => parseSize('8X')).toThrow(/not a size/);
+    expect(() => parseSize('-1G')).toThrow(/not a size/);
+  });
+  it('parses durations', () => {
+    expect(parseDuration('1500ms')).toBe(1500);
+    expect(parseDuration('30s')).toBe(30_000);
+    expect(parseDuration('2h')).toBe(7_200_000);
+    expect(parseDuration('7d')).toBe(604_800_000);
+    expect(parseDuration('250')).toBe(250);
+    expect(() => parseDuration('soon')).toThrow(/not a duration/);
+  });
+});
+
+describe('redaction', () => {
+  it('removes URL credentials and secret query parameters', () => {
+    const r = redactUrl('https://bob:hunter2@epoch.example/dl/win11?token=abc&X-Amz-Signature=def&tag=latest');
+    expect(r).not.toMatch(/hunter2|abc|def/);
+    expect(r).toContain('tag=latest');
+    expect(r).toContain('epoch.example/dl/win11');
+  });
+  it('leaves clean URLs and non-URLs untouched', () => {
+    expect(redactUrl('https://epoch.example/dl/win11')).toBe('https://epoch.example/dl/win11');
+    expect(redactUrl('not a url')).toBe('not a url');
+  });
+  it('redacts nested job data', () => {
+    const out = redactDeep({ image: 'https://u:p@h/x', nested: [{ u: 'http://h/?access_token=zzz' }], n: 1 });
+    expect(JSON.stringify(out)).not.toMatch(/:p@|zzz/);
+    expect(out.n).toBe(1);
+  });
+});

@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    pool: 'forks',
+    // Each file starts its own redis-server and worker processes; two cores.
+    maxWorkers: 2,
+    reporters: ['default'],
+  },
+});
