@@ -15,6 +15,8 @@ export async function queueClient(redisUrl: string, name: string, prefix = 'flee
   const evConn = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue(name, { connection: conn, prefix });
   const events = new QueueEvents(name, { connection: evConn, prefix });
+  queue.setMaxListeners(0);
+  events.setMaxListeners(0);
   await events.waitUntilReady();
   return {
     queue,
