@@ -4,7 +4,7 @@
  * benchmarks. Spawned with an argument array; data in its own directory.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { childExit } from '../lib/child-exit.js';
 import { mkdir } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { freePort } from '../lib/free-port.js';
@@ -48,7 +48,7 @@ export async function startRedisServer(opts: RedisServerOptions): Promise<RedisS
   ];
   const child = spawn(opts.bin ?? 'redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
-  const exited = once(child, 'exit');
+  const exited = childExit(child);
   const ready = new Promise<void>((resolve, reject) => {
     const onData = (d: Buffer) => {
       output += d.toString();

@@ -11,7 +11,7 @@
  * lock goes with it — no stale lock files.
  */
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { childExit } from '../lib/child-exit.js';
 import { InternalError } from '../lib/errors.js';
 
 export interface FileLockOptions {
@@ -25,10 +25,11 @@ export async function withFileLock<T>(lockFile: string, fn: () => Promise<T>, op
   });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-  const spawnError = once(child, 'error').then(([err]) => {
-    throw new InternalError(`cannot run flock for ${lockFile}: ${(err as Error).message} (install util-linux)`);
+  const exited = childExit(child);
+  const spawnError = new Promise<never>((_, reject) => {
+    child.once('error', (err) => reject(new InternalError(`cannot run flock for ${lockFile}: ${err.message} (install util-linux)`)));
   });
+  spawnError.catch(() => {}); // only meaningful while racing below
   const acquired = new Promise<void>((resolve) => {
     child.stdout.once('data', () => resolve());
   });

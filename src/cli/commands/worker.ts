@@ -54,19 +54,21 @@ export function registerWorker(program: Command): void {
   ).action(async (flags: WorkerFlags) => {
     cliConfig(overrides(flags)); // validate before starting anything
     let embedded: RedisServer | undefined;
-    if (!process.env.REDIS_URL && !(await redisAnswers('127.0.0.1', 6379))) {
+    // FLEETQ_EMBEDDED_PROBE_PORT exists for tests only (they cannot stop the machine's Redis on 6379).
+    const probePort = Number(process.env.FLEETQ_EMBEDDED_PROBE_PORT ?? 6379);
+    if (!process.env.REDIS_URL && !(await redisAnswers('127.0.0.1', probePort))) {
       const dir = resolve('var/redis');
       try {
         embedded = await startRedisServer({ dir, appendOnly: true });
       } catch (err) {
         if (err instanceof RedisServerMissingError) {
           throw new UsageError(
-            'no Redis at 127.0.0.1:6379 and no redis-server on PATH: install one (apt-get install redis-server), run `docker compose up -d redis`, or set REDIS_URL',
+            `no Redis at 127.0.0.1:${probePort} and no redis-server on PATH: install one (apt-get install redis-server), run 'docker compose up -d redis', or set REDIS_URL`,
           );
         }
         throw err;
       }
-      process.stderr.write(`fleetq: no REDIS_URL and nothing on 127.0.0.1:6379: started redis-server at ${embedded.url} (data in ${dir})\n`);
+      process.stderr.write(`fleetq: no REDIS_URL and nothing on 127.0.0.1:${probePort}: started redis-server at ${embedded.url} (data in ${dir})\n`);
     }
     try {
       await startWorker(flags, embedded);
