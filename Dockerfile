@@ -1,0 +1,25 @@
+# fleetq worker image. Build: docker build -t fleetq .   Run: see docker-compose.yml
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+COPY src ./src
+COPY workers ./workers
+COPY bench ./bench
+COPY bin ./bin
+RUN npm ci && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+# qemu-img converts raw/old qcow2 bodies; flock (util-linux) guards cocoon's index.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends qemu-utils util-linux ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+ENV NODE_ENV=production FLEETQ_ROOT=/var/lib/cocoon
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY --from=build /app/bin ./bin
+VOLUME ["/var/lib/cocoon"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["node", "bin/fleetq.js"]
+CMD ["worker"]
