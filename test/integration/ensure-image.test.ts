@@ -239,3 +239,29 @@ describe('CLI: fleetq enqueue ensure-image', () => {
     expect(await q.queue.getJobCounts()).toEqual(before);
   });
 });
+
+describe('progress', () => {
+  it('reports {bytes, total, rate} on the job while downloading, at most once a second', async () => {
+    const img = rawImage(1024 * 1024);
+    const url = upstream.serve('/progress.img', img.body, { chunkSize: 32 * 1024, chunkDelayMs: 100 }); // ~3.2 s
+    const seen: Array<{ at: number; data: any }> = [];
+    const onProgress = ({ jobId: id, data }: { jobId: string; data: any }) => {
+      if (id === jobId) seen.push({ at: Date.now(), data });
+    };
+    q.events.on('progress', onProgress);
+    const { jobId } = await enqueue({ image: url, imageDigest: img.digest });
+    const r = await q.settle(jobId);
+    q.events.off('progress', onProgress);
+    expect(r.state).toBe('completed');
+    expect(seen.length).toBeGreaterThanOrEqual(2);
+    for (const s of seen) {
+      expect(s.data).toEqual({ bytes: expect.any(Number), total: img.body.length, rate: expect.any(Number) });
+      expect(s.data.bytes).toBeLessThanOrEqual(img.body.length);
+    }
+    expect(seen.at(-1)!.data.bytes).toBe(img.body.length);
+    const bytes = seen.map((s) => s.data.bytes);
+    expect([...bytes].sort((a, b) => a - b)).toEqual(bytes);
+    // Consecutive updates (but the final one) are at least ~1 s apart.
+    for (let i = 1; i < seen.length - 1; i++) expect(seen[i]!.at - seen[i - 1]!.at).toBeGreaterThanOrEqual(900);
+  });
+});

@@ -1,0 +1,8 @@
+/** Public API for producers that enqueue from code. */
+export { loadConfig } from './config/load.js';
+export { ConfigSchema, type Config } from './config/schema.js';
+export { ENSURE_IMAGE, EnsureImagePayload, EnsureImageResult, type EnsureImageInput } from './jobs/contracts/ensure-image.js';
+export { Digest, ImageUrl } from './jobs/contracts/common.js';
+export { enqueueEnsureImage, type Enqueued, type EnqueueOptions } from './queues/enqueue-ensure-image.js';
+export { imageQueueName, restoreQueueName, queueName } from './queues/names.js';
+export { decidePull, type PullDecision, type StoreView } from './policy/pull-policy.js';
