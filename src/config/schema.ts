@@ -70,6 +70,22 @@ export const ConfigSchema = z.object({
   qemuImg: z.string().min(1).default('qemu-img'),
   cocoonBin: z.string().min(1).default('cocoon'),
   cocoonTimeoutMs: duration.pipe(z.number().positive()).default(10 * 60_000),
+  queues: z
+    .string()
+    .default('images,restores')
+    .transform((v, ctx) => {
+      const parts = [...new Set(v.split(',').map((x) => x.trim()).filter(Boolean))];
+      const bad = parts.filter((x) => x !== 'images' && x !== 'restores');
+      if (bad.length || parts.length === 0) {
+        ctx.addIssue({ code: 'custom', message: 'must be a comma-separated list of "images" and "restores"' });
+        return z.NEVER;
+      }
+      return parts as Array<'images' | 'restores'>;
+    }),
+  unsafeLegacyUrlCache: z
+    .union([z.boolean(), z.enum(['0', '1', 'true', 'false'])])
+    .default(false)
+    .transform((v) => v === true || v === '1' || v === 'true'),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
 });
 
@@ -98,6 +114,8 @@ export const ENV_VARS = {
   qemuImg: 'FLEETQ_QEMU_IMG',
   cocoonBin: 'FLEETQ_COCOON_BIN',
   cocoonTimeoutMs: 'FLEETQ_COCOON_TIMEOUT',
+  queues: 'FLEETQ_QUEUES',
+  unsafeLegacyUrlCache: 'FLEETQ_UNSAFE_LEGACY_URL_CACHE',
   logLevel: 'FLEETQ_LOG_LEVEL',
 } as const satisfies Record<keyof Config, string>;
 

@@ -138,7 +138,7 @@ function classifyDownloadError(err: unknown, outer: AbortSignal | undefined, dea
   if (outer?.aborted) return outer.reason ?? err;
   if (err instanceof AppError) return err;
   if (deadline.aborted) {
-    return new DownloadTimeoutError(`download of ${url} did not finish within ${Math.round(totalMs / 1000)}s (FLEETQ_DOWNLOAD_TIMEOUT)`, { cause: err });
+    return new DownloadTimeoutError(`download of ${url} did not finish within ${totalMs / 1000}s (FLEETQ_DOWNLOAD_TIMEOUT)`, { cause: err });
   }
   const code = (err as { code?: string }).code ?? '';
   const message = (err as Error).message ?? String(err);

@@ -10,7 +10,9 @@ import { PullCoordinator } from '../lock/pull-coordinator.js';
 import { ReleaseNotifier } from '../lock/release-notifier.js';
 import { sleep } from '../lib/shutdown.js';
 import { workerConnection, waitReady, redactRedisUrl } from '../queues/connection.js';
-import { imageQueueName } from '../queues/names.js';
+import { imageQueueName, restoreQueueName } from '../queues/names.js';
+import type { EnsureDeps } from '../ensure/ensure-image.js';
+import { createRestoreProcessor } from './restore-processor.js';
 import { ensureLayout, sweepTemp } from '../store/blob-store.js';
 import { storePaths } from '../store/paths.js';
 import { VERSION } from '../version.js';
@@ -44,41 +46,53 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
     log,
   });
 
-  const imageQueue = imageQueueName(cfg.host);
-  const imageWorker = new Worker(
-    imageQueue,
-    createImageProcessor({
+  const ensureDeps: EnsureDeps = {
+    paths,
+    dispatcher,
+    coordinator,
+    qemuImg: cfg.qemuImg,
+    maxImageSize: cfg.maxImageSize,
+    downloadTimeoutMs: cfg.downloadTimeoutMs,
+    userAgent: `fleetq/${VERSION}`,
+    policy: { trustUrlCacheOverPin: cfg.unsafeLegacyUrlCache },
+  };
+  if (cfg.unsafeLegacyUrlCache) log.warn('FLEETQ_UNSAFE_LEGACY_URL_CACHE is on: pinned digests may be answered from a stale URL cache (cocoon#37). Tests only.');
+
+  const workerOpts = (concurrency: number) => ({
+    connection,
+    prefix: cfg.prefix,
+    concurrency,
+    lockDuration: cfg.jobLockMs,
+    stalledInterval: cfg.stalledIntervalMs,
+    maxStalledCount: 2,
+  });
+  const workers: Worker[] = [];
+  if (cfg.queues.includes('images')) {
+    workers.push(new Worker(imageQueueName(cfg.host), createImageProcessor({ ...ensureDeps, host: cfg.host, log }), workerOpts(cfg.concurrency)));
+  }
+  if (cfg.queues.includes('restores')) {
+    const restoreProcessor = createRestoreProcessor({
       host: cfg.host,
       log,
-      paths,
-      dispatcher,
-      coordinator,
-      qemuImg: cfg.qemuImg,
-      maxImageSize: cfg.maxImageSize,
-      downloadTimeoutMs: cfg.downloadTimeoutMs,
-      userAgent: `fleetq/${VERSION}`,
-    }),
-    {
-      connection,
-      prefix: cfg.prefix,
-      concurrency: cfg.concurrency,
-      lockDuration: cfg.jobLockMs,
-      stalledInterval: cfg.stalledIntervalMs,
-      maxStalledCount: 2,
-      autorun: true,
-    },
-  );
-  imageWorker.on('error', (err) => log.warn({ err: err.message }, 'worker error'));
-  await imageWorker.waitUntilReady();
+      ensure: ensureDeps,
+      cocoonBin: cfg.cocoonBin,
+      cocoonTimeoutMs: cfg.cocoonTimeoutMs,
+      root: cfg.root,
+      unsafeLegacyUrlCache: cfg.unsafeLegacyUrlCache,
+    });
+    workers.push(new Worker(restoreQueueName(cfg.host), restoreProcessor, workerOpts(cfg.restoreConcurrency)));
+  }
+  for (const w of workers) w.on('error', (err) => log.warn({ err: err.message, queue: w.name }, 'worker error'));
+  await Promise.all(workers.map((w) => w.waitUntilReady()));
+  const queues = workers.map((w) => w.name);
   log.info(
-    { queue: imageQueue, concurrency: cfg.concurrency, root: cfg.root, redis: redactRedisUrl(cfg.redisUrl), prefix: cfg.prefix, version: VERSION },
+    { queues, concurrency: cfg.concurrency, restoreConcurrency: cfg.restoreConcurrency, root: cfg.root, redis: redactRedisUrl(cfg.redisUrl), prefix: cfg.prefix, version: VERSION },
     'worker started',
   );
 
   let closing: Promise<void> | undefined;
   const close = (graceMs = cfg.shutdownGraceMs) =>
     (closing ??= (async () => {
-      const workers = [imageWorker];
       const closed = Promise.all(workers.map((w) => w.close())).then(() => true);
       const inTime = await Promise.race([closed, sleep(graceMs).then(() => false)]);
       if (!inTime) {
@@ -90,5 +104,5 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
       await Promise.all([lockRedis.quit(), subscriber.quit(), connection.quit()].map((p) => p.catch(() => {})));
       log.info('worker stopped');
     })());
-  return { close, queues: [imageQueue] };
+  return { close, queues };
 }

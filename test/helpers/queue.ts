@@ -30,7 +30,7 @@ export async function queueClient(redisUrl: string, name: string, prefix = 'flee
         return { state: 'completed', value, attemptsMade: j.attemptsMade };
       } catch (err) {
         const j = await Job.fromId(queue, jobId);
-        if (/timed out/.test((err as Error).message)) throw err;
+        if (/timed out before finishing/.test((err as Error).message)) throw err;
         return { state: 'failed', failedReason: j?.failedReason ?? (err as Error).message, attemptsMade: j?.attemptsMade ?? 0 };
       }
     },

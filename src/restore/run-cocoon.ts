@@ -1,0 +1,90 @@
+/**
+ * Run the cocoon CLI: argument array (never a shell), a timeout, an AbortSignal
+ * (worker shutdown) and every output line handed to `onLine`.
+ */
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { childExit } from '../lib/child-exit.js';
+import { classifyCocoonFailure } from './cocoon-failures.js';
+import { CocoonError } from './restore-errors.js';
+
+export interface RunCocoonOptions {
+  bin: string;
+  args: string[];
+  timeoutMs: number;
+  signal?: AbortSignal | undefined;
+  env?: NodeJS.ProcessEnv;
+  onLine?: (stream: 'stdout' | 'stderr', line: string) => void;
+  /** How long after SIGTERM before SIGKILL. */
+  killGraceMs?: number;
+}
+
+export interface CocoonRun {
+  stdout: string;
+  stderrTail: string[];
+  durationMs: number;
+}
+
+const TAIL_LINES = 8;
+
+export async function runCocoon(opts: RunCocoonOptions): Promise<CocoonRun> {
+  opts.signal?.throwIfAborted();
+  const started = Date.now();
+  const child = spawn(opts.bin, opts.args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+  let spawnError: NodeJS.ErrnoException | undefined;
+  child.once('error', (err) => (spawnError = err));
+  const exited = childExit(child);
+
+  let stdout = '';
+  const tail: string[] = [];
+  const out = createInterface({ input: child.stdout! });
+  const err = createInterface({ input: child.stderr! });
+  out.on('line', (line) => {
+    stdout += `${line}\n`;
+    opts.onLine?.('stdout', line);
+  });
+  err.on('line', (line) => {
+    tail.push(line);
+    if (tail.length > TAIL_LINES) tail.shift();
+    opts.onLine?.('stderr', line);
+  });
+  const drained = Promise.all([new Promise((r) => out.once('close', r)), new Promise((r) => err.once('close', r))]);
+
+  let stoppedBy: 'timeout' | 'abort' | undefined;
+  const stop = (why: 'timeout' | 'abort') => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    stoppedBy ??= why;
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), opts.killGraceMs ?? 5_000).unref();
+  };
+  const timer = setTimeout(() => stop('timeout'), opts.timeoutMs);
+  const onAbort = () => stop('abort');
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+
+  const [code, signal] = await exited;
+  clearTimeout(timer);
+  opts.signal?.removeEventListener('abort', onAbort);
+  await Promise.race([drained, new Promise((r) => setTimeout(r, 1000))]);
+  const durationMs = Date.now() - started;
+  const last = tail.join(' / ');
+  const cmd = `cocoon ${opts.args.slice(0, 2).join(' ')}`;
+
+  if (spawnError) {
+    const missing = spawnError.code === 'ENOENT';
+    throw new CocoonError(
+      missing ? `cocoon binary not found: ${opts.bin} (install cocoon or set FLEETQ_COCOON_BIN)` : `cannot run ${opts.bin}: ${spawnError.message}`,
+      missing ? 'E_COCOON_MISSING' : 'E_COCOON_SPAWN',
+      missing,
+    );
+  }
+  if (stoppedBy === 'abort') throw opts.signal?.reason ?? new CocoonError(`${cmd} aborted`, 'E_COCOON_ABORTED', false);
+  if (stoppedBy === 'timeout') {
+    throw new CocoonError(`${cmd} timed out after ${opts.timeoutMs / 1000}s (FLEETQ_COCOON_TIMEOUT)${last ? `: ${last}` : ''}`, 'E_COCOON_TIMEOUT', false);
+  }
+  if (signal) throw new CocoonError(`${cmd} was killed by ${signal}${last ? `: ${last}` : ''}`, 'E_COCOON_KILLED', false);
+  if (code !== 0) {
+    const verdict = classifyCocoonFailure(tail.join('\n'));
+    throw new CocoonError(`${cmd} exited ${code}: ${last || '(no output)'} [${verdict.code}: ${verdict.hint}]`, verdict.code as `E_${string}`, verdict.permanent);
+  }
+  return { stdout, stderrTail: tail, durationMs };
+}
