@@ -5,6 +5,14 @@ import { ConfigError } from '../lib/errors.js';
 import { VERSION } from '../version.js';
 import { registerEnqueue } from './commands/enqueue.js';
 import { registerWorker } from './commands/worker.js';
+import { registerBoard } from './commands/board.js';
+import { registerDlq } from './commands/dlq.js';
+import { registerHosts } from './commands/hosts.js';
+import { registerJobs } from './commands/jobs.js';
+import { registerMaintenance } from './commands/maintenance.js';
+import { registerPrewarm } from './commands/prewarm.js';
+import { registerReroute } from './commands/reroute.js';
+import { registerRetry } from './commands/retry.js';
 import { UsageError } from './usage-error.js';
 
 export function buildProgram(): Command {
@@ -16,6 +24,14 @@ export function buildProgram(): Command {
     .configureOutput({ writeErr: () => {} });
   registerWorker(program);
   registerEnqueue(program);
+  registerHosts(program);
+  registerJobs(program);
+  registerRetry(program);
+  registerDlq(program);
+  registerReroute(program);
+  registerMaintenance(program);
+  registerPrewarm(program);
+  registerBoard(program);
   for (const cmd of allCommands(program)) cmd.exitOverride().configureOutput({ writeErr: () => {} });
   return program;
 }

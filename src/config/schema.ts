@@ -70,6 +70,8 @@ export const ConfigSchema = z.object({
   qemuImg: z.string().min(1).default('qemu-img'),
   cocoonBin: z.string().min(1).default('cocoon'),
   cocoonTimeoutMs: duration.pipe(z.number().positive()).default(10 * 60_000),
+  heartbeatMs: duration.pipe(z.number().min(100, 'must be at least 100ms')).default(5_000),
+  hostDownAfterMs: duration.pipe(z.number().min(500, 'must be at least 500ms')).default(30_000),
   queues: z
     .string()
     .default('images,restores')
@@ -114,6 +116,8 @@ export const ENV_VARS = {
   qemuImg: 'FLEETQ_QEMU_IMG',
   cocoonBin: 'FLEETQ_COCOON_BIN',
   cocoonTimeoutMs: 'FLEETQ_COCOON_TIMEOUT',
+  heartbeatMs: 'FLEETQ_HEARTBEAT',
+  hostDownAfterMs: 'FLEETQ_HOST_DOWN_AFTER',
   queues: 'FLEETQ_QUEUES',
   unsafeLegacyUrlCache: 'FLEETQ_UNSAFE_LEGACY_URL_CACHE',
   logLevel: 'FLEETQ_LOG_LEVEL',

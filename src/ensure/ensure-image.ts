@@ -33,6 +33,8 @@ export interface EnsureContext {
   log: Logger;
   signal?: AbortSignal | undefined;
   onProgress?: ((p: PullProgress) => void) | undefined;
+  /** Called once when the job had to go through the pull lock, with how long it waited. */
+  onLockWait?: ((ms: number) => void) | undefined;
 }
 
 type Present = Omit<EnsureImageResult, 'durationMs'>;
@@ -99,6 +101,7 @@ export async function ensureImage(payload: EnsureImagePayload, deps: EnsureDeps,
       return { outcome: 'pulled', digest: blob.digest, path: blob.path, size: blob.size, bytesDownloaded: dl.bytes };
     },
   });
+  ctx.onLockWait?.(outcome.lockWaitMs);
   if (outcome.role === 'follower') {
     ctx.log.info({ lockWaitMs: outcome.lockWaitMs }, 'image pulled by another job');
     return finish({ ...outcome.result, outcome: 'present', bytesDownloaded: 0 });

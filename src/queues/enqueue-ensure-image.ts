@@ -10,6 +10,8 @@ export interface EnqueueOptions extends RetryDefaults {
   host: string;
   priority?: number | undefined;
   delayMs?: number | undefined;
+  /** Idempotent submission: adding the same id twice adds one job. */
+  jobId?: string | undefined;
 }
 
 export interface Enqueued {
@@ -20,7 +22,7 @@ export interface Enqueued {
 
 export async function enqueueEnsureImage(queue: Queue, input: EnsureImageInput, opts: EnqueueOptions): Promise<Enqueued> {
   const payload = parsePayload(EnsureImagePayload, input, ENSURE_IMAGE);
-  const jobId = randomUUID();
+  const jobId = opts.jobId ?? randomUUID();
   const job = await queue.add(ENSURE_IMAGE, payload, {
     ...defaultJobOptions(opts),
     jobId,
@@ -28,5 +30,6 @@ export async function enqueueEnsureImage(queue: Queue, input: EnsureImageInput, 
     delay: opts.delayMs,
     deduplication: { id: ensureImageDedupId(opts.host, payload.image, payload.imageDigest, payload.force) },
   });
+  // With a caller-chosen id, BullMQ returns the existing job for a repeated id: that is idempotency, not deduplication.
   return { jobId: job.id!, deduplicated: job.id !== jobId };
 }

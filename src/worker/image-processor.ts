@@ -6,16 +6,20 @@ import { ENSURE_IMAGE, EnsureImagePayload, type EnsureImageResult } from '../job
 import { ensureImage, type EnsureDeps } from '../ensure/ensure-image.js';
 import { InvalidInputError } from '../lib/errors.js';
 import { redactUrl } from '../lib/redact.js';
+import type { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { errorCode, isPermanent, toBullmqError } from './to-bullmq-error.js';
 
 export interface ImageProcessorDeps extends EnsureDeps {
   host: string;
   log: Logger;
+  metrics?: WorkerMetrics | undefined;
 }
 
 export function createImageProcessor(deps: ImageProcessorDeps) {
   return async (job: Job, _token?: string, signal?: AbortSignal): Promise<EnsureImageResult> => {
     const base = deps.log.child({ jobId: job.id, host: deps.host, attempt: job.attemptsMade + 1 });
+    const m = deps.metrics;
+    const started = performance.now();
     try {
       if (job.name !== ENSURE_IMAGE) throw new InvalidInputError(`unknown job name "${job.name}" on an images queue`, 'name');
       const payload = parsePayload(EnsureImagePayload, job.data, ENSURE_IMAGE);
@@ -26,10 +30,16 @@ export function createImageProcessor(deps: ImageProcessorDeps) {
         onProgress: (p) => {
           job.updateProgress(p).catch(() => {});
         },
+        onLockWait: (ms) => m?.lockWait.observe({ host: deps.host }, ms / 1000),
       });
+      m?.pulls.inc({ host: deps.host, outcome: result.outcome });
+      m?.bytes.inc({ host: deps.host }, result.bytesDownloaded);
+      m?.pullDuration.observe({ host: deps.host, outcome: result.outcome }, result.durationMs / 1000);
       log.info({ outcome: result.outcome, digest: result.digest, durationMs: result.durationMs }, 'ensure-image done');
       return result;
     } catch (err) {
+      m?.pulls.inc({ host: deps.host, outcome: 'failed' });
+      m?.pullDuration.observe({ host: deps.host, outcome: 'failed' }, (performance.now() - started) / 1000);
       base.warn({ err, code: errorCode(err), permanent: isPermanent(err) }, 'ensure-image failed');
       throw toBullmqError(err);
     }

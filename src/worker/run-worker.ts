@@ -2,7 +2,12 @@
  * Composition root of a host worker: connections, lock coordinator, HTTP
  * client, the BullMQ worker(s), and orderly shutdown.
  */
-import { Worker } from 'bullmq';
+import { type Job, Worker } from 'bullmq';
+import { errorMessage } from '../lib/errors.js';
+import { WorkerMetrics } from '../metrics/worker-metrics.js';
+import { recordDeadLetter } from '../ops/dead-letters.js';
+import { announce, newInstanceId, withdraw } from '../registry/host-registry.js';
+import { registryKeys } from '../registry/keys.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { createHttpClient } from '../fetch/http-client.js';
@@ -58,6 +63,7 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
   };
   if (cfg.unsafeLegacyUrlCache) log.warn('FLEETQ_UNSAFE_LEGACY_URL_CACHE is on: pinned digests may be answered from a stale URL cache (cocoon#37). Tests only.');
 
+  const metrics = new WorkerMetrics(cfg.host);
   const workerOpts = (concurrency: number) => ({
     connection,
     prefix: cfg.prefix,
@@ -68,7 +74,7 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
   });
   const workers: Worker[] = [];
   if (cfg.queues.includes('images')) {
-    workers.push(new Worker(imageQueueName(cfg.host), createImageProcessor({ ...ensureDeps, host: cfg.host, log }), workerOpts(cfg.concurrency)));
+    workers.push(new Worker(imageQueueName(cfg.host), createImageProcessor({ ...ensureDeps, host: cfg.host, log, metrics }), workerOpts(cfg.concurrency)));
   }
   if (cfg.queues.includes('restores')) {
     const restoreProcessor = createRestoreProcessor({
@@ -79,12 +85,50 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
       cocoonTimeoutMs: cfg.cocoonTimeoutMs,
       root: cfg.root,
       unsafeLegacyUrlCache: cfg.unsafeLegacyUrlCache,
+      metrics,
     });
     workers.push(new Worker(restoreQueueName(cfg.host), restoreProcessor, workerOpts(cfg.restoreConcurrency)));
   }
-  for (const w of workers) w.on('error', (err) => log.warn({ err: err.message, queue: w.name }, 'worker error'));
+  for (const w of workers) {
+    w.on('error', (err) => log.warn({ err: err.message, queue: w.name }, 'worker error'));
+    // Dead letters: record jobs that end in `failed` (retries exhausted or permanent).
+    w.on('failed', (job, err) => {
+      if (!job) return;
+      recordIfDead(job, err, w.name).catch((e) => log.warn({ err: errorMessage(e), jobId: job.id }, 'dead-letter record failed'));
+    });
+  }
+  const recordIfDead = async (job: Job, err: Error, queue: string) => {
+    if ((await job.getState()) !== 'failed') return;
+    const parent = job.parent?.id ? { id: job.parent.id, queue: job.parent.queueKey.split(':').slice(1).join(':') } : undefined;
+    await recordDeadLetter(lockRedis, cfg.prefix, {
+      host: cfg.host,
+      queue,
+      queueKind: queue.startsWith('restores-') ? 'restores' : 'images',
+      originalId: job.id!,
+      name: job.name,
+      data: job.data,
+      reason: job.failedReason || err.message,
+      attemptsMade: job.attemptsMade,
+      failedAt: job.finishedOn ?? Date.now(),
+      parent,
+    });
+    log.warn({ jobId: job.id, queue, reason: job.failedReason }, 'job dead-lettered');
+  };
   await Promise.all(workers.map((w) => w.waitUntilReady()));
   const queues = workers.map((w) => w.name);
+
+  // Host registry heartbeat and metrics snapshot.
+  const instance = newInstanceId();
+  const startedAt = Date.now();
+  const beat = async () => {
+    await announce(lockRedis, cfg.prefix, { instance, host: cfg.host, version: VERSION, pid: process.pid, concurrency: cfg.concurrency, restoreConcurrency: cfg.restoreConcurrency, queues, startedAt });
+    await lockRedis.set(registryKeys(cfg.prefix).metrics(cfg.host, instance), await metrics.snapshot(), 'PX', Math.max(3_600_000, cfg.hostDownAfterMs * 10));
+  };
+  await beat();
+  const heartbeat = setInterval(() => {
+    beat().catch((err) => log.warn({ err: errorMessage(err) }, 'heartbeat failed'));
+  }, cfg.heartbeatMs);
+  heartbeat.unref();
   log.info(
     { queues, concurrency: cfg.concurrency, restoreConcurrency: cfg.restoreConcurrency, root: cfg.root, redis: redactRedisUrl(cfg.redisUrl), prefix: cfg.prefix, version: VERSION },
     'worker started',
@@ -100,6 +144,9 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
         for (const w of workers) w.cancelAllJobs('worker shutting down');
         await Promise.race([closed, sleep(10_000)]);
       }
+      clearInterval(heartbeat);
+      await beat().catch(() => {}); // final metrics
+      await withdraw(lockRedis, cfg.prefix, cfg.host, instance).catch(() => {});
       await dispatcher.close().catch(() => {});
       await Promise.all([lockRedis.quit(), subscriber.quit(), connection.quit()].map((p) => p.catch(() => {})));
       log.info('worker stopped');

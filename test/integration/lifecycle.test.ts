@@ -92,18 +92,27 @@ describe('fleetq start: the embedded default', () => {
     const cwd = mkdtempSync(join(tmpdir(), 'fleetq-start-'));
     const probe = await freePort();
     const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, FLEETQ_EMBEDDED_PROBE_PORT: String(probe), FLEETQ_HOST: 'h-start' };
-    const p = spawn(process.execPath, [BIN, 'start'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const boardPort = await freePort();
+    const p = spawn(process.execPath, [BIN, 'start', '--board-port', String(boardPort)], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     p.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
     try {
       await new Promise<void>((resolve, reject) => {
-        const check = () => out.includes('"worker started"') && resolve();
+        const check = () => out.includes('"worker started"') && err.includes('board login:') && resolve();
         p.stdout.on('data', check);
+        p.stderr.on('data', check);
         p.once('exit', () => reject(new Error(`exited early: ${err}`)));
       });
       expect(err).toMatch(/started redis-server at redis:\/\/127\.0\.0\.1:\d+ \(data in .*var\/redis\)/);
+      // The board runs next to the worker, behind the printed (generated) credentials.
+      expect(err).toContain(`board at http://127.0.0.1:${boardPort}/ (user "admin", credentials from a password generated for this run)`);
+      const [, user, password] = /board login: (\S+) \/ (\S+)/.exec(err)!;
+      expect((await fetch(`http://127.0.0.1:${boardPort}/`)).status).toBe(401);
+      const ok = await fetch(`http://127.0.0.1:${boardPort}/`, { headers: { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` } });
+      expect(ok.status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${boardPort}/healthz`)).status).toBe(200);
       const port = Number(/started redis-server at redis:\/\/127\.0\.0\.1:(\d+)/.exec(err)![1]);
       const r = new Redis(port, '127.0.0.1');
       expect(await r.ping()).toBe('PONG');

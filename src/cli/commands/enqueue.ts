@@ -117,10 +117,11 @@ export function registerEnqueue(program: Command): void {
     .option('--force', 'download even if present')
     .option('--priority <n>', 'BullMQ priority (1 = highest)', priorityFlag)
     .option('--delay <duration>', 'start no earlier than this from now (e.g. 30s, 5m)', durationFlag('--delay'))
+    .option('--job-id <id>', 'idempotent submission: the same id is added once', jobIdFlag)
     .option('--wait', 'wait until the job completes or fails (exit 0 / 1)')
     .option('--timeout <duration>', 'with --wait: give up waiting after this long (exit 3)', durationFlag('--timeout'))
     .option('--json', 'print one JSON object')
-    .action(async (opts: { host: string; image: string; digest?: string; force?: boolean; priority?: number; delay?: number; wait?: boolean; timeout?: number; json?: boolean }) => {
+    .action(async (opts: { host: string; image: string; digest?: string; force?: boolean; priority?: number; delay?: number; jobId?: string; wait?: boolean; timeout?: number; json?: boolean }) => {
       const cfg = cliConfig();
       const input = { image: opts.image, imageDigest: opts.digest, force: opts.force ? true : undefined };
       asUsageError(() => parsePayload(EnsureImagePayload, input, ENSURE_IMAGE)); // bad input never touches Redis
@@ -132,6 +133,7 @@ export function registerEnqueue(program: Command): void {
           backoffMs: cfg.backoffMs,
           priority: opts.priority,
           delayMs: opts.delay,
+          jobId: opts.jobId,
         });
         if (!opts.json && enq.deduplicated) process.stderr.write(`an identical job is already pending: ${enq.jobId}\n`);
         if (!opts.wait) {

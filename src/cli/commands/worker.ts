@@ -7,6 +7,8 @@ import { onShutdown } from '../../lib/shutdown.js';
 import { RedisServerMissingError, redisAnswers, startRedisServer, type RedisServer } from '../../redis/redis-server.js';
 import { runWorker } from '../../worker/run-worker.js';
 import { cliConfig } from '../context.js';
+import type { RunningBoard } from '../../board/server.js';
+import { launchBoard, localCredentials, portFlag } from './board.js';
 import { hostFlag } from './enqueue.js';
 import { positiveIntFlag, UsageError } from '../usage-error.js';
 
@@ -21,17 +23,28 @@ function overrides(flags: WorkerFlags): ConfigOverrides {
   return { host: flags.host, root: flags.root, concurrency: flags.concurrency, restoreConcurrency: flags.restoreConcurrency };
 }
 
-async function startWorker(flags: WorkerFlags, embedded?: RedisServer): Promise<void> {
+async function startWorker(flags: WorkerFlags, embedded?: RedisServer, boardPort?: number): Promise<void> {
   const cfg = cliConfig({ ...overrides(flags), redisUrl: embedded?.url });
   const log = createLogger({ level: cfg.logLevel, host: cfg.host });
   const worker = await runWorker(cfg, log);
+  let board: RunningBoard | undefined;
   onShutdown(
     async () => {
+      await board?.close();
       await worker.close();
       await embedded?.stop();
     },
     { log, hardExitMs: cfg.shutdownGraceMs + 20_000 },
   );
+  if (boardPort !== undefined) {
+    const creds = localCredentials();
+    try {
+      board = await launchBoard(cfg, { port: boardPort, bind: '127.0.0.1', auth: true }, creds, log);
+      if (creds.source.startsWith('a password generated')) process.stderr.write(`fleetq: board login: ${creds.user} / ${creds.password}\n`);
+    } catch (err) {
+      process.stderr.write(`fleetq: board not started: ${(err as NodeJS.ErrnoException).code === 'EADDRINUSE' ? `port ${boardPort} is in use (use --board-port)` : (err as Error).message}\n`);
+    }
+  }
 }
 
 function workerOptions(cmd: Command): Command {
@@ -51,7 +64,10 @@ export function registerWorker(program: Command): void {
     program
       .command('start')
       .description('run a worker for this host; without REDIS_URL and with nothing on 127.0.0.1:6379, start a private redis-server'),
-  ).action(async (flags: WorkerFlags) => {
+  )
+    .option('--board-port <n>', 'port of the dashboard started next to the worker', portFlag, 3000)
+    .option('--no-board', 'do not start the dashboard')
+    .action(async (flags: WorkerFlags & { boardPort: number; board: boolean }) => {
     cliConfig(overrides(flags)); // validate before starting anything
     let embedded: RedisServer | undefined;
     // FLEETQ_EMBEDDED_PROBE_PORT exists for tests only (they cannot stop the machine's Redis on 6379).
@@ -71,7 +87,7 @@ export function registerWorker(program: Command): void {
       process.stderr.write(`fleetq: no REDIS_URL and nothing on 127.0.0.1:${probePort}: started redis-server at ${embedded.url} (data in ${dir})\n`);
     }
     try {
-      await startWorker(flags, embedded);
+      await startWorker(flags, embedded, flags.board ? flags.boardPort : undefined);
     } catch (err) {
       await embedded?.stop();
       throw err;

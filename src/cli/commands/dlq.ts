@@ -1,0 +1,115 @@
+/** `fleetq dlq ls|requeue|purge`: jobs whose retries are exhausted. */
+import { Job } from 'bullmq';
+import type { Command } from 'commander';
+import { RestorePayload } from '../../jobs/contracts/restore.js';
+import { redactDeep } from '../../lib/redact.js';
+import { parseDuration } from '../../lib/units.js';
+import { type DeadLetter, purgeDeadLetters, removeDeadLetters, scanDeadLetters } from '../../ops/dead-letters.js';
+import type { Fleet } from '../../ops/fleet.js';
+import { matches } from '../../ops/job-filter.js';
+import { retryJob } from '../../ops/retry-job.js';
+import { enqueueRestore } from '../../queues/enqueue-restore.js';
+import { defaultJobOptions } from '../../queues/job-options.js';
+import { ago, printJson, printTable, progressBar } from '../output.js';
+import { addFilterFlags, type FilterFlags, hostList, toFilter, withFleet } from '../fleet-command.js';
+import { flagParser } from '../usage-error.js';
+
+async function collect(fleet: Fleet, f: FilterFlags): Promise<DeadLetter[]> {
+  const hosts = await fleet.resolveHosts(hostList(f.host));
+  const filter = toFilter(f);
+  const out: DeadLetter[] = [];
+  for await (const d of scanDeadLetters(fleet.redis, fleet.cfg.prefix, { since: filter.sinceTs })) {
+    if (!hosts.includes(d.host)) continue;
+    if (f.queue && d.queueKind !== f.queue) continue;
+    if (!matches({ name: d.name, failedReason: d.reason, timestamp: d.failedAt }, { ...filter, sinceTs: undefined })) continue;
+    out.push(d);
+    if (f.limit && out.length >= f.limit) break;
+  }
+  return out;
+}
+
+/** Put a dead letter back: retry the original job if it still exists, else re-add it (a restore as a fresh flow). */
+async function requeue(fleet: Fleet, d: DeadLetter, all: Set<string>): Promise<string> {
+  if (d.parent && all.has(`${d.parent.queue}/${d.parent.id}`)) return 'skipped: requeued with its restore';
+  const ref = fleet.queue(d.host, d.queueKind);
+  const job = await Job.fromId(ref.queue, d.originalId);
+  if (job && (await job.getState()) === 'failed') {
+    if (job.parent?.id) {
+      await removeDeadLetters(fleet.redis, fleet.cfg.prefix, [d.id]);
+      return 'skipped: part of a restore (requeue or retry the restore)';
+    }
+    const r = await retryJob(fleet, ref, job);
+    return r.action === 'skipped' ? `skipped: ${r.why}` : r.action === 'reflowed' ? `re-created as ${r.newId}` : 'retried';
+  }
+  if (job) {
+    await removeDeadLetters(fleet.redis, fleet.cfg.prefix, [d.id]);
+    return `skipped: job is ${await job.getState()} already`;
+  }
+  const retry = { attempts: fleet.cfg.attempts, backoffMs: fleet.cfg.backoffMs };
+  if (d.queueKind === 'restores') {
+    await enqueueRestore(fleet.flow(), RestorePayload.parse(d.data), { host: d.host, jobId: d.originalId, ...retry });
+  } else {
+    await ref.queue.add(d.name, d.data, { ...defaultJobOptions(retry), jobId: d.originalId });
+  }
+  await removeDeadLetters(fleet.redis, fleet.cfg.prefix, [d.id]);
+  return 're-added';
+}
+
+export function registerDlq(program: Command): void {
+  const dlq = program.command('dlq').description('dead letters: jobs whose retries are exhausted');
+
+  addFilterFlags(dlq.command('ls').description('list dead letters (oldest first)')).action(async (f: FilterFlags) => {
+    await withFleet(async (fleet) => {
+      const rows = await collect(fleet, f);
+      if (f.json) return printJson(rows.map((d) => ({ ...d, data: redactDeep(d.data) })));
+      printTable(
+        rows.map((d) => ({ id: d.originalId, host: d.host, queue: d.queueKind, name: d.name, attempts: d.attemptsMade, failed: ago(d.failedAt), reason: d.reason })),
+        ['id', 'host', 'queue', 'name', 'attempts', 'failed', 'reason'],
+      );
+    });
+  });
+
+  addFilterFlags(dlq.command('requeue').description('put dead letters back to work'))
+    .option('--dry-run', 'print what would be requeued and change nothing')
+    .action(async (f: FilterFlags & { dryRun?: boolean }) => {
+      await withFleet(async (fleet) => {
+        const rows = await collect(fleet, f);
+        const ids = new Set(rows.map((d) => d.id));
+        const results: Array<{ id: string; host: string; queue: string; result: string }> = [];
+        let errors = 0;
+        const bar = f.dryRun || f.json ? undefined : progressBar('requeueing', rows.length);
+        for (const d of rows) {
+          let result: string;
+          try {
+            result = f.dryRun ? (d.parent && ids.has(`${d.parent.queue}/${d.parent.id}`) ? 'would skip: requeued with its restore' : 'would requeue') : await requeue(fleet, d, ids);
+          } catch (err) {
+            errors++;
+            result = `error: ${(err as Error).message}`;
+          }
+          results.push({ id: d.originalId, host: d.host, queue: d.queueKind, result });
+          bar?.tick();
+        }
+        bar?.end();
+        const summary = { dryRun: Boolean(f.dryRun), matched: rows.length, requeued: results.filter((r) => !/^(would )?skip|^error/.test(r.result) && r.result !== 'would requeue').length, errors };
+        if (f.json) printJson({ summary, entries: results });
+        else {
+          for (const r of results) process.stdout.write(`${r.host}/${r.queue} ${r.id}: ${r.result}\n`);
+          process.stdout.write(`${f.dryRun ? 'dry run: ' : ''}matched ${summary.matched}, requeued ${summary.requeued}, errors ${errors}\n`);
+        }
+        if (errors) process.exitCode = 1;
+      });
+    });
+
+  dlq
+    .command('purge')
+    .description('delete dead letters older than a duration')
+    .requiredOption('--older-than <duration>', 'e.g. 7d', flagParser('--older-than', parseDuration))
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { olderThan: number; json?: boolean }) => {
+      await withFleet(async (fleet) => {
+        const removed = await purgeDeadLetters(fleet.redis, fleet.cfg.prefix, opts.olderThan);
+        if (opts.json) printJson({ removed });
+        else process.stdout.write(`removed ${removed} dead letter${removed === 1 ? '' : 's'}\n`);
+      });
+    });
+}

@@ -1,0 +1,59 @@
+/** `fleetq prewarm`: pull an image onto hosts ahead of a restore wave, at low priority, once or on a schedule. */
+import { createHash } from 'node:crypto';
+import type { Command } from 'commander';
+import { parsePayload } from '../../jobs/contracts/common.js';
+import { ENSURE_IMAGE, EnsureImagePayload } from '../../jobs/contracts/ensure-image.js';
+import { parseDuration } from '../../lib/units.js';
+import { enqueueEnsureImage } from '../../queues/enqueue-ensure-image.js';
+import { defaultJobOptions } from '../../queues/job-options.js';
+import { printJson } from '../output.js';
+import { hostList, withFleet } from '../fleet-command.js';
+import { flagParser, UsageError } from '../usage-error.js';
+import { asUsageError } from './enqueue.js';
+
+/** Prewarm jobs yield to restores: BullMQ priority, larger = later. */
+export const PREWARM_PRIORITY = 1000;
+
+export function registerPrewarm(program: Command): void {
+  program
+    .command('prewarm')
+    .description('pull an image onto hosts ahead of restores (low priority); --every makes it a schedule')
+    .requiredOption('--image <url>', 'http(s) URL of the image')
+    .option('--digest <sha256:hex>', 'pin the digest')
+    .requiredOption('--hosts <ids|all>', 'comma-separated host ids, or "all" (every registered host)')
+    .option('--every <duration>', 'repeat on this interval (a BullMQ job scheduler per host)', flagParser('--every', (v) => {
+      const ms = parseDuration(v);
+      if (ms < 60_000) throw new Error('must be at least 1m');
+      return ms;
+    }))
+    .option('--cancel', 'remove the schedule for this image instead')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { image: string; digest?: string; hosts: string; every?: number; cancel?: boolean; json?: boolean }) => {
+      const payload = asUsageError(() => parsePayload(EnsureImagePayload, { image: opts.image, imageDigest: opts.digest }, ENSURE_IMAGE));
+      if (opts.cancel && opts.every) throw new UsageError('--cancel: cannot be combined with --every');
+      await withFleet(async (fleet) => {
+        const hosts = await fleet.resolveHosts(hostList(opts.hosts));
+        if (hosts.length === 0) throw new UsageError('--hosts: no registered hosts');
+        const schedulerId = `prewarm.${createHash('sha256').update(`${payload.image}|${payload.imageDigest ?? ''}`).digest('hex').slice(0, 24)}`;
+        const out = [];
+        for (const host of hosts) {
+          const { queue } = fleet.queue(host, 'images');
+          if (opts.cancel) {
+            out.push({ host, schedulerId, removed: await queue.removeJobScheduler(schedulerId) });
+          } else if (opts.every) {
+            await queue.upsertJobScheduler(schedulerId, { every: opts.every }, {
+              name: ENSURE_IMAGE,
+              data: payload,
+              opts: { ...defaultJobOptions(fleet.cfg), priority: PREWARM_PRIORITY },
+            });
+            out.push({ host, schedulerId, every: opts.every });
+          } else {
+            const r = await enqueueEnsureImage(queue, payload, { host, attempts: fleet.cfg.attempts, backoffMs: fleet.cfg.backoffMs, priority: PREWARM_PRIORITY });
+            out.push({ host, ...r });
+          }
+        }
+        if (opts.json) return printJson(out);
+        for (const o of out) process.stdout.write(`${JSON.stringify(o)}\n`);
+      });
+    });
+}

@@ -1,0 +1,71 @@
+/** `fleetq retry`: put failed jobs back, by filter or id; dry-run; batches; summary; safe to re-run. */
+import { Job } from 'bullmq';
+import type { Command } from 'commander';
+import type { QueueRef } from '../../ops/fleet.js';
+import { planRetry, retryJob, type RetryOutcome } from '../../ops/retry-job.js';
+import { printJson, progressBar } from '../output.js';
+import { addFilterFlags, type FilterFlags, hostList, toFilter, withFleet } from '../fleet-command.js';
+
+interface RetryFlags extends FilterFlags {
+  id?: string[];
+  dryRun?: boolean;
+}
+
+export function registerRetry(program: Command): void {
+  addFilterFlags(program.command('retry').description('retry failed jobs matching filters (or --id); --dry-run shows what would be retried'), 'failed')
+    .option('--id <ids...>', 'retry exactly these job ids')
+    .option('--dry-run', 'print what would be retried and change nothing')
+    .action(async (f: RetryFlags) => {
+      await withFleet(async (fleet) => {
+        const hosts = await fleet.resolveHosts(hostList(f.host));
+        const refs = fleet.queuesFor(hosts, f.queue ? [f.queue] : undefined);
+        // Phase 1: collect matching ids page by page (only ids are kept in memory).
+        const targets: Array<{ ref: QueueRef; id: string }> = [];
+        if (f.id?.length) {
+          for (const id of f.id) for (const ref of refs) if (await Job.fromId(ref.queue, id)) targets.push({ ref, id });
+        } else {
+          for await (const { ref, job } of fleet.scan(refs, f.state ?? ['failed'], toFilter(f))) {
+            targets.push({ ref, id: job.id! });
+            if (f.limit && targets.length >= f.limit) break;
+          }
+        }
+        // Phase 2: act in batches.
+        const results: Array<RetryOutcome & { host: string; queue: string }> = [];
+        let errors = 0;
+        const bar = f.dryRun || f.json ? undefined : progressBar('retrying', targets.length);
+        const BATCH = 100;
+        for (let i = 0; i < targets.length; i += BATCH) {
+          await Promise.all(
+            targets.slice(i, i + BATCH).map(async ({ ref, id }) => {
+              try {
+                const job = await Job.fromId(ref.queue, id);
+                if (!job) results.push({ action: 'skipped', id, why: 'no longer exists', host: ref.host, queue: ref.kind });
+                else results.push({ ...(f.dryRun ? await planRetry(job) : await retryJob(fleet, ref, job)), host: ref.host, queue: ref.kind });
+              } catch (err) {
+                errors++;
+                results.push({ action: 'skipped', id, why: `error: ${(err as Error).message}`, host: ref.host, queue: ref.kind });
+              }
+              bar?.tick();
+            }),
+          );
+        }
+        bar?.end();
+        const summary = {
+          dryRun: Boolean(f.dryRun),
+          matched: targets.length,
+          retried: results.filter((r) => r.action !== 'skipped').length,
+          skipped: results.filter((r) => r.action === 'skipped').length - errors,
+          errors,
+        };
+        if (f.json) printJson({ summary, jobs: results });
+        else {
+          for (const r of results) {
+            const verb = r.action === 'skipped' ? `skip   ${r.why}` : f.dryRun ? (r.action === 'reflowed' ? `would re-create as ${r.newId}` : 'would retry') : r.action === 'reflowed' ? `re-created as ${r.newId}` : 'retried';
+            process.stdout.write(`${r.host}/${r.queue} ${r.id}: ${verb}\n`);
+          }
+          process.stdout.write(`${f.dryRun ? 'dry run: ' : ''}matched ${summary.matched}, ${f.dryRun ? 'would retry' : 'retried'} ${summary.retried}, skipped ${summary.skipped}, errors ${summary.errors}\n`);
+        }
+        if (errors) process.exitCode = 1;
+      });
+    });
+}

@@ -1,0 +1,59 @@
+/**
+ * Move a dead host's pending work to another host. Restores move with their
+ * image children (a fresh flow on the target with the same id); stand-alone
+ * ensure-image jobs are re-added with the same id. Re-running is safe: adding
+ * an existing id is a no-op and the source job is removed only afterwards.
+ */
+import type { Job } from 'bullmq';
+import { ENSURE_IMAGE } from '../jobs/contracts/ensure-image.js';
+import { RESTORE, RestorePayload } from '../jobs/contracts/restore.js';
+import { enqueueRestore } from '../queues/enqueue-restore.js';
+import { defaultJobOptions } from '../queues/job-options.js';
+import type { Fleet } from './fleet.js';
+import type { UserState } from './job-filter.js';
+
+export interface RerouteItem {
+  id: string;
+  queue: string;
+  name: string;
+  state: string;
+  action: 'move' | 'skip';
+  why?: string;
+}
+
+export async function reroute(fleet: Fleet, from: string, to: string, states: UserState[], dryRun: boolean, onItem?: (i: RerouteItem) => void): Promise<RerouteItem[]> {
+  const items: RerouteItem[] = [];
+  const collected: Array<{ job: Job; state: string; kind: 'images' | 'restores' }> = [];
+  for (const kind of ['restores', 'images'] as const) {
+    for await (const { job, state } of fleet.scan([fleet.queue(from, kind)], states, {})) collected.push({ job, state, kind });
+  }
+  for (const { job, state, kind } of collected) {
+    const base = { id: job.id!, queue: job.queueName, name: job.name, state };
+    let item: RerouteItem;
+    if (kind === 'images' && job.parent?.id) item = { ...base, action: 'skip', why: `moves with restore ${job.parent.id}` };
+    else if (kind === 'images' && job.name !== ENSURE_IMAGE) item = { ...base, action: 'skip', why: 'unknown job name' };
+    else if (kind === 'restores' && job.name !== RESTORE) item = { ...base, action: 'skip', why: 'unknown job name' };
+    else item = { ...base, action: 'move' };
+    if (item.action === 'move' && !dryRun) {
+      try {
+        await moveJob(fleet, job, kind, to);
+      } catch (err) {
+        item = { ...item, action: 'skip', why: `error: ${(err as Error).message}` };
+      }
+    }
+    items.push(item);
+    onItem?.(item);
+  }
+  return items;
+}
+
+async function moveJob(fleet: Fleet, job: Job, kind: 'images' | 'restores', to: string): Promise<void> {
+  const retry = { attempts: job.opts.attempts ?? fleet.cfg.attempts, backoffMs: fleet.cfg.backoffMs };
+  if (kind === 'restores') {
+    await enqueueRestore(fleet.flow(), RestorePayload.parse(job.data), { host: to, jobId: job.id!, priority: job.opts.priority, ...retry });
+    await job.remove({ removeChildren: true });
+  } else {
+    await fleet.queue(to, 'images').queue.add(job.name, job.data, { ...defaultJobOptions(retry), jobId: job.id!, priority: job.opts.priority });
+    await job.remove();
+  }
+}
