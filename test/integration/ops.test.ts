@@ -178,6 +178,24 @@ describe('retry tooling after an incident', () => {
     expect(await cliJson('dlq', 'ls', '--host', 'ops-b')).toEqual([]);
   });
 
+  it('a restore whose image child failed is retried as a fresh flow; its child is skipped', async () => {
+    const img = freshImage();
+    const path = '/incident/late-image';
+    plantSnapshot(hosts['ops-b']!.root, 'golden-late', { image: upstream.url(path), image_digest: img.digest });
+    const r = await enqueueRestore(flow, { kind: 'clone', snapshot: 'golden-late', name: 'vm-late', image: upstream.url(path), imageDigest: img.digest }, { host: 'ops-b', attempts: 1, backoffMs: 20 });
+    expect((await hosts['ops-b']!.restores.settle(r.jobId)).failedReason).toMatch(/HTTP 404/);
+    upstream.serve(path, img.body); // the image is published at last
+
+    const out = await cliJson('retry', '--host', 'ops-b', '--reason', 'HTTP 404');
+    const byId = Object.fromEntries(out.jobs.map((j: any) => [j.id, j]));
+    expect(byId[r.jobId]).toMatchObject({ action: 'reflowed', newId: `${r.jobId}-r` });
+    expect(byId[r.imageJobId]).toMatchObject({ action: 'skipped', why: `belongs to restore ${r.jobId}: retry that` });
+    const done = await hosts['ops-b']!.restores.settle(`${r.jobId}-r`);
+    expect(done.failedReason).toBeUndefined();
+    expect(done.value).toMatchObject({ vm: 'vm-late', outcome: 'done', digest: img.digest });
+    expect(await hosts['ops-b']!.restores.queue.getJob(r.jobId)).toBeUndefined();
+  });
+
   it('dlq purge removes entries older than a duration', async () => {
     const img = freshImage();
     const { jobId } = await enqueueEnsureImage(hosts['ops-a']!.images.queue, { image: upstream.url('/gone-for-good'), imageDigest: img.digest }, { host: 'ops-a', attempts: 1, backoffMs: 20 });
