@@ -6,7 +6,7 @@ import { loadConfig } from '../src/config/load.js';
 import { ConfigError } from '../src/lib/errors.js';
 import { createLogger } from '../src/lib/log.js';
 import { onShutdown } from '../src/lib/shutdown.js';
-import { runWorker } from '../src/worker/run-worker.js';
+import { type RunningWorker, runWorker } from '../src/worker/run-worker.js';
 
 let cfg;
 try {
@@ -19,5 +19,6 @@ try {
   throw err;
 }
 const log = createLogger({ level: cfg.logLevel, host: cfg.host });
-const worker = await runWorker(cfg, log);
-onShutdown(() => worker.close(), { log, hardExitMs: cfg.shutdownGraceMs + 20_000 });
+let worker: RunningWorker | undefined;
+onShutdown(async () => worker?.close(), { log, hardExitMs: cfg.shutdownGraceMs + 20_000 });
+worker = await runWorker(cfg, log);

@@ -135,7 +135,7 @@ describe('the board API', () => {
     const w2 = await startWorkerProcess({ REDIS_URL: redis.url, FLEETQ_HOST: 'b-2', FLEETQ_ROOT: root2 });
     try {
       await expect
-        .poll(async () => (await (await fetch(`${board.url}/api/queues`, { headers: AUTH })).json()).queues.map((x: any) => x.name), { timeout: 10_000, interval: 200 })
+        .poll(async () => ((await (await fetch(`${board.url}/api/queues`, { headers: AUTH })).json()) as any).queues.map((x: any) => x.name), { timeout: 10_000, interval: 200 })
         .toEqual(expect.arrayContaining(['images-b-2', 'restores-b-2']));
     } finally {
       await w2.stop();
@@ -173,7 +173,7 @@ describe('/metrics and /healthz', () => {
       await own.kill();
       const down = await fetch(`${b.url}/healthz`);
       expect(down.status).toBe(503);
-      expect((await down.json()).status).toBe('unavailable');
+      expect(((await down.json()) as any).status).toBe('unavailable');
     } finally {
       await b.stop();
       await own.cleanup();

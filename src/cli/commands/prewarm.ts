@@ -9,7 +9,7 @@ import { defaultJobOptions } from '../../queues/job-options.js';
 import { printJson } from '../output.js';
 import { hostList, withFleet } from '../fleet-command.js';
 import { flagParser, UsageError } from '../usage-error.js';
-import { asUsageError } from './enqueue.js';
+import { asUsageError } from '../flags.js';
 
 /** Prewarm jobs yield to restores: BullMQ priority, larger = later. */
 export const PREWARM_PRIORITY = 1000;

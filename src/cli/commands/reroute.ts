@@ -4,7 +4,7 @@ import { parseStates, type UserState } from '../../ops/job-filter.js';
 import { reroute } from '../../ops/reroute.js';
 import { printJson } from '../output.js';
 import { withFleet } from '../fleet-command.js';
-import { hostFlag } from './enqueue.js';
+import { hostFlag } from '../flags.js';
 import { UsageError } from '../usage-error.js';
 
 export function registerReroute(program: Command): void {

@@ -5,11 +5,11 @@ import type { ConfigOverrides } from '../../config/load.js';
 import { createLogger } from '../../lib/log.js';
 import { onShutdown } from '../../lib/shutdown.js';
 import { RedisServerMissingError, redisAnswers, startRedisServer, type RedisServer } from '../../redis/redis-server.js';
-import { runWorker } from '../../worker/run-worker.js';
+import { type RunningWorker, runWorker } from '../../worker/run-worker.js';
 import { cliConfig } from '../context.js';
 import type { RunningBoard } from '../../board/server.js';
 import { launchBoard, localCredentials, portFlag } from './board.js';
-import { hostFlag } from './enqueue.js';
+import { hostFlag } from '../flags.js';
 import { positiveIntFlag, UsageError } from '../usage-error.js';
 
 interface WorkerFlags {
@@ -26,16 +26,18 @@ function overrides(flags: WorkerFlags): ConfigOverrides {
 async function startWorker(flags: WorkerFlags, embedded?: RedisServer, boardPort?: number): Promise<void> {
   const cfg = cliConfig({ ...overrides(flags), redisUrl: embedded?.url });
   const log = createLogger({ level: cfg.logLevel, host: cfg.host });
-  const worker = await runWorker(cfg, log);
+  // Handlers first: a SIGTERM during start-up must still end in an orderly exit.
+  let worker: RunningWorker | undefined;
   let board: RunningBoard | undefined;
   onShutdown(
     async () => {
       await board?.close();
-      await worker.close();
+      await worker?.close();
       await embedded?.stop();
     },
     { log, hardExitMs: cfg.shutdownGraceMs + 20_000 },
   );
+  worker = await runWorker(cfg, log);
   if (boardPort !== undefined) {
     const creds = localCredentials();
     try {
