@@ -56,7 +56,8 @@ export async function startWorkerProcess(env: WorkerEnv, args: string[] = []): P
     }
   });
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = once(proc, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  // 'close' (not 'exit'): fires after stdout/stderr are fully read, so every log line is in `logs`.
+  const exited = once(proc, 'close') as Promise<[number | null, NodeJS.Signals | null]>;
 
   const waitForLog = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 20_000) =>
     new Promise<Record<string, unknown>>((resolve, reject) => {

@@ -62,7 +62,7 @@ describe('crash during a download', () => {
     expect(r.state).toBe('completed');
     expect(r.value).toMatchObject({ outcome: 'pulled', digest: img.digest });
     expect(upstream.gets('/crash.img')).toBe(2);
-    expect(second.logs.some((l) => l.msg === 'image pulled')).toBe(true);
+    await second.waitForLog((l) => l.msg === 'image pulled', 5000);
     const state = storeState(root);
     expect(state.blobs).toEqual([`${img.hex}.qcow2`]);
     expect(state.index[url]).toBe(img.digest);

@@ -179,7 +179,7 @@ describe('blob deleted between child and parent', () => {
         expect(upstream.gets('/gc/win11')).toBe(2);
         // First attempt failed before cocoon; only the retry ran it (inspect + clone), never on a missing base.
         expect(cocoonCalls(root).map((c) => c.argv[1])).toEqual(['inspect', 'clone']);
-        const firstFailure = restoresOnly.logs.find((l) => l.msg === 'restore failed')!;
+        const firstFailure = await restoresOnly.waitForLog((l) => l.msg === 'restore failed', 5000);
         expect(String((firstFailure.err as { message: string }).message)).toMatch(new RegExp(`base image .*${img.hex}\\.qcow2 \\(${img.digest}\\) is missing`));
         expect(qemuInfo(vmRecord(root, 'vm-gc')!.overlay)['backing-filename']).toBe(join(root, 'cloudimg/blobs', `${img.hex}.qcow2`));
       } finally {
