@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
 import { credentialsFromEnv, type Credentials, isLoopback } from '../../board/auth.js';
-import { type RunningBoard, startBoard } from '../../board/server.js';
+import type { RunningBoard } from '../../board/server.js';
 import type { Config } from '../../config/schema.js';
 import { createLogger } from '../../lib/log.js';
 import { onShutdown } from '../../lib/shutdown.js';
@@ -41,6 +41,8 @@ export function boardCredentials(flags: BoardFlags, env = process.env): Credenti
 }
 
 export async function launchBoard(cfg: Config, flags: BoardFlags, creds: Credentials | undefined, log: Logger): Promise<RunningBoard> {
+  // Loaded on demand: express and Bull Board cost ~15 MB of RSS that a plain worker should not carry.
+  const { startBoard } = await import('../../board/server.js');
   const board = await startBoard({ cfg, port: flags.port, bind: flags.bind, credentials: creds, readOnly: Boolean(flags.readOnly), log });
   const who = creds ? `user "${creds.user}", credentials from ${creds.source}` : 'NO authentication (--no-auth, loopback only)';
   process.stderr.write(`fleetq: board at ${board.url} (${who}${flags.readOnly ? ', read-only' : ''})\n`);
