@@ -21,5 +21,6 @@ COPY --from=build /app/dist ./dist
 COPY --from=build /app/bin ./bin
 VOLUME ["/var/lib/cocoon"]
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["node", "bin/fleetq.js"]
+# --max-semi-space-size=1: see src/worker/node-flags.ts
+ENTRYPOINT ["node", "--max-semi-space-size=1", "bin/fleetq.js"]
 CMD ["worker"]

@@ -1,4 +1,5 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=1
+// (Flag: see src/worker/node-flags.ts.)
 // Entry point for `npx fleetq`: runs the compiled CLI (built by `npm ci` via the prepare script).
 import { existsSync } from 'node:fs';
 

@@ -7,7 +7,7 @@
  *      pin, commits atomically, then points the URL at the digest in the index.
  */
 import type { Dispatcher } from 'undici';
-import type { Logger } from 'pino';
+import type { JobLog } from '../lib/lazy-log.js';
 import type { EnsureImagePayload, EnsureImageResult, PullProgress } from '../jobs/contracts/ensure-image.js';
 import { download } from '../fetch/download.js';
 import type { PullCoordinator } from '../lock/pull-coordinator.js';
@@ -30,7 +30,7 @@ export interface EnsureDeps {
 }
 
 export interface EnsureContext {
-  log: Logger;
+  log: JobLog;
   signal?: AbortSignal | undefined;
   onProgress?: ((p: PullProgress) => void) | undefined;
   /** Called once when the job had to go through the pull lock, with how long it waited. */

@@ -23,6 +23,14 @@ export class WorkerMetrics {
     this.bytes.inc({ host }, 0);
   }
 
+  /** Label-bound children for one host, made once (a label object per call costs on the hot path). */
+  forHost(host: string) {
+    const outcomes = ['present', 'pulled', 'failed'] as const;
+    const pulls = Object.fromEntries(outcomes.map((o) => [o, this.pulls.labels({ host, outcome: o })])) as Record<(typeof outcomes)[number], ReturnType<Counter['labels']>>;
+    const pullDuration = Object.fromEntries(outcomes.map((o) => [o, this.pullDuration.labels({ host, outcome: o })])) as Record<(typeof outcomes)[number], ReturnType<Histogram['labels']>>;
+    return { pulls, pullDuration, bytes: this.bytes.labels({ host }), lockWait: this.lockWait.labels({ host }) };
+  }
+
   async snapshot(): Promise<string> {
     return JSON.stringify(await this.registry.getMetricsAsJSON());
   }

@@ -7,6 +7,7 @@ import { ensureImage, type EnsureDeps } from '../ensure/ensure-image.js';
 import { InvalidInputError } from '../lib/errors.js';
 import { redactUrl } from '../lib/redact.js';
 import type { WorkerMetrics } from '../metrics/worker-metrics.js';
+import { lazyChild } from '../lib/lazy-log.js';
 import { errorCode, isPermanent, toBullmqError } from './to-bullmq-error.js';
 
 export interface ImageProcessorDeps extends EnsureDeps {
@@ -16,30 +17,31 @@ export interface ImageProcessorDeps extends EnsureDeps {
 }
 
 export function createImageProcessor(deps: ImageProcessorDeps) {
+  const m = deps.metrics?.forHost(deps.host);
   return async (job: Job, _token?: string, signal?: AbortSignal): Promise<EnsureImageResult> => {
-    const base = deps.log.child({ jobId: job.id, host: deps.host, attempt: job.attemptsMade + 1 });
-    const m = deps.metrics;
+    const base = lazyChild(deps.log, () => ({ jobId: job.id, host: deps.host, attempt: job.attemptsMade + 1 }));
     const started = performance.now();
     try {
       if (job.name !== ENSURE_IMAGE) throw new InvalidInputError(`unknown job name "${job.name}" on an images queue`, 'name');
       const payload = parsePayload(EnsureImagePayload, job.data, ENSURE_IMAGE);
-      const log = base.child({ digest: payload.imageDigest, image: redactUrl(payload.image) });
+      const log = lazyChild(deps.log, () => ({ jobId: job.id, host: deps.host, attempt: job.attemptsMade + 1, digest: payload.imageDigest, image: redactUrl(payload.image) }));
       const result = await ensureImage(payload, deps, {
         log,
         signal,
         onProgress: (p) => {
           job.updateProgress(p).catch(() => {});
         },
-        onLockWait: (ms) => m?.lockWait.observe({ host: deps.host }, ms / 1000),
+        onLockWait: (ms) => m?.lockWait.observe(ms / 1000),
       });
-      m?.pulls.inc({ host: deps.host, outcome: result.outcome });
-      m?.bytes.inc({ host: deps.host }, result.bytesDownloaded);
-      m?.pullDuration.observe({ host: deps.host, outcome: result.outcome }, result.durationMs / 1000);
-      log.info({ outcome: result.outcome, digest: result.digest, durationMs: result.durationMs }, 'ensure-image done');
+      m?.pulls[result.outcome].inc();
+      if (result.bytesDownloaded) m?.bytes.inc(result.bytesDownloaded);
+      m?.pullDuration[result.outcome].observe(result.durationMs / 1000);
+      // Cache hits are counted by fleetq_pulls_total{outcome="present"}; a line each only at debug.
+      (result.outcome === 'present' ? log.debug : log.info)({ outcome: result.outcome, digest: result.digest, durationMs: result.durationMs }, 'ensure-image done');
       return result;
     } catch (err) {
-      m?.pulls.inc({ host: deps.host, outcome: 'failed' });
-      m?.pullDuration.observe({ host: deps.host, outcome: 'failed' }, (performance.now() - started) / 1000);
+      m?.pulls.failed.inc();
+      m?.pullDuration.failed.observe((performance.now() - started) / 1000);
       base.warn({ err, code: errorCode(err), permanent: isPermanent(err) }, 'ensure-image failed');
       throw toBullmqError(err);
     }

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { loadConfig } from '../../../src/config/load.js';
 import { KNOWN_ENV_VARS } from '../../../src/config/schema.js';
+import { WORKER_NODE_FLAGS } from '../../../src/worker/node-flags.js';
 
 const root = new URL('../../../', import.meta.url);
 const compose = parse(readFileSync(new URL('docker-compose.yml', root), 'utf8')) as {
@@ -39,6 +40,15 @@ describe('docker-compose.yml', () => {
       expect(cfg.redisUrl).toBe('redis://redis:6379');
       expect(cfg.root).toBe('/var/lib/cocoon');
     }
+  });
+
+  it('every way of starting a worker uses the worker Node flags', () => {
+    const flags = WORKER_NODE_FLAGS.join(' ');
+    expect(readFileSync(new URL('Dockerfile', root), 'utf8')).toContain(`ENTRYPOINT ["node", ${WORKER_NODE_FLAGS.map((f) => JSON.stringify(f)).join(', ')}, "bin/fleetq.js"]`);
+    expect(readFileSync(new URL('bin/fleetq.js', root), 'utf8').split('\n')[0]).toBe(`#!/usr/bin/env -S node ${flags}`);
+    const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8'));
+    expect(pkg.scripts.start).toBe(`node ${flags} bin/fleetq.js start`);
+    expect(pkg.scripts.worker).toBe(`node ${flags} bin/fleetq.js worker`);
   });
 
   it('the Dockerfile installs what the worker shells out to', () => {
