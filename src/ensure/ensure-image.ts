@@ -16,7 +16,7 @@ import { commitBlob, ensureLayout, newTempPath } from '../store/blob-store.js';
 import { recordUrl } from '../store/image-index.js';
 import type { StorePaths } from '../store/paths.js';
 import { redactUrl } from '../lib/redact.js';
-import { inspectStore } from './inspect-store.js';
+import { inspectStore, type StoreSnapshot } from './inspect-store.js';
 
 export interface EnsureDeps {
   paths: StorePaths;
@@ -46,26 +46,23 @@ export async function ensureImage(payload: EnsureImagePayload, deps: EnsureDeps,
   const pinned = payload.imageDigest;
   const policyOpts: PolicyOptions = { ...deps.policy, force: payload.force };
 
-  const presentFromStore = async (): Promise<Present | undefined> => {
-    const snap = await inspectStore(deps.paths, url, pinned);
+  /** Present from this snapshot of the store, per the policy (never forced), or undefined. */
+  const presentIn = (snap: StoreSnapshot): Present | undefined => {
     const decision = decidePull(snap.view, { ...policyOpts, force: false });
     if (decision.action !== 'present') return undefined;
     const blob = decision.via === 'pinned-blob' ? snap.pinnedBlob! : snap.urlBlob!;
     return { outcome: 'present', digest: blob.digest, path: blob.path, size: blob.size, bytesDownloaded: 0 };
   };
+  const presentFromStore = async () => presentIn(await inspectStore(deps.paths, url, pinned));
 
-  // Fast path: no lock, no network.
-  if (!payload.force) {
-    const present = await presentFromStore();
-    if (present) {
-      ctx.log.debug({ digest: present.digest }, 'image present');
-      return finish(present);
-    }
-  }
-
+  // Fast path: one look at the store; no lock, no network when present.
   const snap = await inspectStore(deps.paths, url, pinned);
   const decision = decidePull(snap.view, policyOpts);
-  if (decision.action === 'present') return finish((await presentFromStore())!);
+  if (decision.action === 'present') {
+    const present = presentIn(snap)!;
+    ctx.log.debug({ digest: present.digest }, 'image present');
+    return finish(present);
+  }
   ctx.log.info({ reason: decision.reason, cachedDigest: snap.view.urlEntry?.digest }, 'image needs download');
 
   let forcedDone = false;

@@ -7,6 +7,7 @@ import { RESTORE, type RestoreInput, RestorePayload } from '../../jobs/contracts
 import { enqueueEnsureImage } from '../../queues/enqueue-ensure-image.js';
 import { enqueueRestore } from '../../queues/enqueue-restore.js';
 import { imageQueueName, restoreQueueName } from '../../queues/names.js';
+import type { Config } from '../../config/schema.js';
 import { cliConfig, openQueue, type QueueHandle } from '../context.js';
 import { asUsageError, durationFlag, hostFlag, jobIdFlag, priorityFlag } from '../flags.js';
 
@@ -50,6 +51,11 @@ export async function waitForJob(job: Job, events: QueueEvents, timeoutMs?: numb
     if (/timed out before finishing/.test(msg)) return { state: 'timeout', failedReason: msg };
     return { state: 'failed', failedReason: msg };
   }
+}
+
+/** Producer options from the configuration and the submission flags. */
+function submission(cfg: Config, opts: SubmitFlags) {
+  return { host: opts.host, attempts: cfg.attempts, backoffMs: cfg.backoffMs, priority: opts.priority, delayMs: opts.delay, jobId: opts.jobId };
 }
 
 /** Flags every submission takes. */
@@ -101,14 +107,7 @@ export function registerEnqueue(program: Command): void {
     asUsageError(() => parsePayload(EnsureImagePayload, input, ENSURE_IMAGE)); // bad input never touches Redis
     const handle = await openQueue(cfg, imageQueueName(opts.host), Boolean(opts.wait));
     try {
-      const enq = await enqueueEnsureImage(handle.queue, input, {
-        host: opts.host,
-        attempts: cfg.attempts,
-        backoffMs: cfg.backoffMs,
-        priority: opts.priority,
-        delayMs: opts.delay,
-        jobId: opts.jobId,
-      });
+      const enq = await enqueueEnsureImage(handle.queue, input, submission(cfg, opts));
       if (!opts.json && enq.deduplicated) process.stderr.write(`an identical job is already pending: ${enq.jobId}\n`);
       await report(handle, enq.jobId, { deduplicated: enq.deduplicated }, opts);
     } finally {
@@ -153,14 +152,7 @@ export function registerEnqueue(program: Command): void {
     const handle = await openQueue(cfg, restoreQueueName(opts.host), Boolean(opts.wait));
     const flow = new FlowProducer({ connection: handle.redis, prefix: cfg.prefix });
     try {
-      const enq = await enqueueRestore(flow, input, {
-        host: opts.host,
-        attempts: cfg.attempts,
-        backoffMs: cfg.backoffMs,
-        priority: opts.priority,
-        delayMs: opts.delay,
-        jobId: opts.jobId,
-      });
+      const enq = await enqueueRestore(flow, input, submission(cfg, opts));
       await report(handle, enq.jobId, { imageJobId: enq.imageJobId, vm: enq.vm }, opts);
     } finally {
       await flow.close().catch(() => {});
