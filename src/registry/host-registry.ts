@@ -62,7 +62,3 @@ export async function listHosts(redis: Redis, prefix: string, downAfterMs: numbe
   }
   return hosts.sort((a, b) => a.host.localeCompare(b.host));
 }
-
-export async function knownHost(redis: Redis, prefix: string, host: string): Promise<boolean> {
-  return (await redis.zscore(registryKeys(prefix).hosts, host)) !== null;
-}

@@ -2,7 +2,6 @@
  * The dashboard over HTTP: authentication, read-only refusals at the API,
  * redaction of job data, /healthz, /metrics, and queues picked up live.
  */
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueEnsureImage } from '../../src/queues/enqueue-ensure-image.js';
 import { imageQueueName } from '../../src/queues/names.js';

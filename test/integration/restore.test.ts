@@ -12,7 +12,7 @@ import { enqueueRestore } from '../../src/queues/enqueue-restore.js';
 import { imageQueueName, restoreQueueName } from '../../src/queues/names.js';
 import { cocoonCalls, FAKE_COCOON, plantSnapshot, setCocoonFault, vmRecord } from '../helpers/cocoon.js';
 import { qcow2Image, qemuInfo, type TestImage } from '../helpers/images.js';
-import { queueClient, type QueueClient } from '../helpers/queue.js';
+import { queueClient } from '../helpers/queue.js';
 import { useTestRedis } from '../helpers/redis.js';
 import { assertConsistent, plantBlob, plantIndexEntry, removeRoot, tempRoot } from '../helpers/store.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
