@@ -1,5 +1,5 @@
 /** Bench-side BullMQ clients: add many jobs, wait until queues are idle, read job timestamps. */
-import { FlowProducer, Job, type JobsOptions, Queue } from 'bullmq';
+import { Job, type JobsOptions, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { until } from './procs.js';
 
@@ -25,18 +25,6 @@ export function openQueue(url: string, name: string, prefix: string): QueueHandl
   };
 }
 
-export function openFlow(url: string, prefix: string): { flow: FlowProducer; close(): Promise<void> } {
-  const conn = connect(url);
-  const flow = new FlowProducer({ connection: conn, prefix });
-  flow.on('error', () => {});
-  return {
-    flow,
-    async close() {
-      await flow.close().catch(() => {});
-      conn.disconnect();
-    },
-  };
-}
 
 /** addBulk in chunks; returns the job ids in order. */
 export async function addJobs(queue: Queue, name: string, datas: unknown[], opts: JobsOptions, chunk = 1000): Promise<string[]> {

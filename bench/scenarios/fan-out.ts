@@ -19,7 +19,7 @@ import { statsDelta } from '../lib/http.js';
 import type { BenchImage } from '../lib/images.js';
 import { FAKE_COCOON } from '../lib/paths.js';
 import { startWorker, type BenchWorker } from '../lib/procs.js';
-import { addJobs, assertCompleted, fetchJobs, openFlow, openQueue, type QueueHandle, waitIdle } from '../lib/queue.js';
+import { addJobs, assertCompleted, fetchJobs, openQueue, type QueueHandle, waitIdle } from '../lib/queue.js';
 import { type Row, row } from '../lib/report.js';
 import { median, percentile, summarise } from '../lib/stats.js';
 import { plantSnapshot, removeBlob, removeVms } from '../lib/store.js';
@@ -48,13 +48,12 @@ export async function runRestores(
   queues: Map<string, { images: QueueHandle; restores: QueueHandle }>,
   timeoutMs: number,
 ): Promise<RestoreBatch> {
-  const flow = openFlow(ctx.redisUrl, ctx.prefix);
-  try {
+  {
     const before = await ctx.http.stats();
     const added = await Promise.all(
       plan.map((p) =>
         enqueueRestore(
-          flow.flow,
+          queues.get(p.host)!.restores.queue,
           { kind: 'clone', snapshot: p.snapshot, name: p.name, image: ctx.http.url(p.img.name), imageDigest: p.img.digest },
           { host: p.host, attempts: 3, backoffMs: 1000 },
         ),
@@ -72,8 +71,6 @@ export async function runRestores(
     }
     const wall = (Math.max(...jobs.map((j) => j.finishedOn!)) - Math.min(...jobs.map((j) => j.timestamp))) / 1000;
     return { jobs, wall, gets: statsDelta(before, after).totalGets };
-  } finally {
-    await flow.close();
   }
 }
 

@@ -31,6 +31,12 @@ const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
   }
 });
 
+/** An optional path, made absolute; "" counts as unset. */
+const optionalPath = z
+  .string()
+  .optional()
+  .transform((p) => (p ? resolve(p) : undefined));
+
 const positiveInt = z.coerce.number({ error: 'must be a whole number' }).int('must be a whole number').positive('must be at least 1');
 
 /** The machine's hostname, reduced to a valid host id. */
@@ -70,6 +76,12 @@ export const ConfigSchema = z.object({
   qemuImg: z.string().min(1).default('qemu-img'),
   cocoonBin: z.string().min(1).default('cocoon'),
   cocoonTimeoutMs: duration.pipe(z.number().positive()).default(10 * 60_000),
+  /** cocoon's own --config file (root_dir in it is overridden by --root-dir = root). */
+  cocoonConfig: optionalPath,
+  /** cocoon's --run-dir (its default /var/lib/cocoon/run does not follow the root). */
+  cocoonRunDir: optionalPath,
+  /** cocoon's --log-dir (default /var/log/cocoon). */
+  cocoonLogDir: optionalPath,
   heartbeatMs: duration.pipe(z.number().min(100, 'must be at least 100ms')).default(5_000),
   hostDownAfterMs: duration.pipe(z.number().min(500, 'must be at least 500ms')).default(30_000),
   queues: z
@@ -116,6 +128,9 @@ export const ENV_VARS = {
   qemuImg: 'FLEETQ_QEMU_IMG',
   cocoonBin: 'FLEETQ_COCOON_BIN',
   cocoonTimeoutMs: 'FLEETQ_COCOON_TIMEOUT',
+  cocoonConfig: 'FLEETQ_COCOON_CONFIG',
+  cocoonRunDir: 'FLEETQ_COCOON_RUN_DIR',
+  cocoonLogDir: 'FLEETQ_COCOON_LOG_DIR',
   heartbeatMs: 'FLEETQ_HEARTBEAT',
   hostDownAfterMs: 'FLEETQ_HOST_DOWN_AFTER',
   queues: 'FLEETQ_QUEUES',

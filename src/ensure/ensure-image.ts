@@ -13,7 +13,7 @@ import { download } from '../fetch/download.js';
 import type { PullCoordinator } from '../lock/pull-coordinator.js';
 import { decidePull, type PolicyOptions, pullKey } from '../policy/pull-policy.js';
 import { commitBlob, ensureLayout, newTempPath } from '../store/blob-store.js';
-import { recordUrl } from '../store/image-index.js';
+import { ensureReferenced, IndexReferences } from '../store/image-index.js';
 import type { StorePaths } from '../store/paths.js';
 import { redactUrl } from '../lib/redact.js';
 import { inspectStore, type StoreSnapshot } from './inspect-store.js';
@@ -27,6 +27,28 @@ export interface EnsureDeps {
   downloadTimeoutMs: number;
   policy?: PolicyOptions;
   userAgent?: string;
+  /** Cache of the digests images.json references (one per store). */
+  references?: IndexReferences;
+}
+
+const fallbackReferences = new WeakMap<StorePaths, IndexReferences>();
+function referencesOf(deps: EnsureDeps): IndexReferences {
+  if (deps.references) return deps.references;
+  let r = fallbackReferences.get(deps.paths);
+  if (!r) fallbackReferences.set(deps.paths, (r = new IndexReferences()));
+  return r;
+}
+
+/**
+ * A pinned blob reported present must be referenced by images.json, or
+ * `cocoon gc` may delete it (its URL entry may point at another digest now).
+ * Cheap on the hot path: the referenced set is re-read only when the file changes.
+ */
+async function keepReferenced(deps: EnsureDeps, url: string, present: Present, log: JobLog): Promise<void> {
+  if (await referencesOf(deps).has(deps.paths, present.digest)) return;
+  if (await ensureReferenced(deps.paths, url, present.digest, present.size)) {
+    log.info({ digest: present.digest }, 'pinned blob was not referenced by images.json: recorded it so cocoon gc keeps it');
+  }
 }
 
 export interface EnsureContext {
@@ -60,6 +82,7 @@ export async function ensureImage(payload: EnsureImagePayload, deps: EnsureDeps,
   const decision = decidePull(snap.view, policyOpts);
   if (decision.action === 'present') {
     const present = presentIn(snap)!;
+    if (decision.via === 'pinned-blob') await keepReferenced(deps, url, present, ctx.log);
     ctx.log.debug({ digest: present.digest }, 'image present');
     return finish(present);
   }
@@ -84,15 +107,15 @@ export async function ensureImage(payload: EnsureImagePayload, deps: EnsureDeps,
         onProgress: ctx.onProgress,
         userAgent: deps.userAgent,
       });
+      // Rename into blobs/ and the index entry in one section under images.lock.
       const blob = await commitBlob(deps.paths, {
         tempPath: dl.tempPath,
         digest: dl.digest,
+        ref: url,
         sniffed: dl.sniffed,
         qemuImg: deps.qemuImg,
         signal,
       });
-      // The blob is on disk before the index may point at it.
-      await recordUrl(deps.paths, url, blob.digest, blob.size);
       forcedDone = true;
       ctx.log.info({ digest: blob.digest, bytes: dl.bytes, size: blob.size, url: redactUrl(url) }, 'image pulled');
       return { outcome: 'pulled', digest: blob.digest, path: blob.path, size: blob.size, bytesDownloaded: dl.bytes };
@@ -101,7 +124,9 @@ export async function ensureImage(payload: EnsureImagePayload, deps: EnsureDeps,
   ctx.onLockWait?.(outcome.lockWaitMs);
   if (outcome.role === 'follower') {
     ctx.log.info({ lockWaitMs: outcome.lockWaitMs }, 'image pulled by another job');
-    return finish({ ...outcome.result, outcome: 'present', bytesDownloaded: 0 });
+    const present: Present = { ...outcome.result, outcome: 'present', bytesDownloaded: 0 };
+    if (pinned) await keepReferenced(deps, url, present, ctx.log);
+    return finish(present);
   }
   return finish(outcome.result);
 }

@@ -2,7 +2,7 @@
  * A handle on the whole fleet for operator commands: the hosts the registry
  * knows, and BullMQ Queue objects for their queues (opened lazily, closed once).
  */
-import { FlowProducer, type Job, Queue } from 'bullmq';
+import { type Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/schema.js';
 import { producerConnection, waitReady } from '../queues/connection.js';
@@ -19,7 +19,6 @@ export interface QueueRef {
 
 export class Fleet {
   private readonly queues = new Map<string, Queue>();
-  private flowProducer?: FlowProducer;
   private constructor(
     readonly cfg: Config,
     readonly redis: Redis,
@@ -61,11 +60,6 @@ export class Fleet {
     return hosts.flatMap((h) => kinds.map((k) => this.queue(h, k)));
   }
 
-  flow(): FlowProducer {
-    this.flowProducer ??= new FlowProducer({ connection: this.redis, prefix: this.cfg.prefix });
-    return this.flowProducer;
-  }
-
   /**
    * Page through jobs in the given states of the given queues, `batch` at a
    * time (never a whole state at once), yielding those that match.
@@ -85,7 +79,6 @@ export class Fleet {
   }
 
   async close(): Promise<void> {
-    await this.flowProducer?.close().catch(() => {});
     await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => {})));
     await this.redis.quit().catch(() => {});
   }

@@ -1,6 +1,7 @@
 /**
- * Move a dead host's pending work to another host. Restores move with their
- * image children (a fresh flow on the target with the same id); stand-alone
+ * Move a dead host's pending work to another host. Restores move alone (the
+ * target's worker reads the snapshot there and ensures its own base; the old
+ * image children are removed with them); stand-alone
  * ensure-image jobs are re-added with the same id. Re-running is safe: adding
  * an existing id is a no-op and the source job is removed only afterwards.
  */
@@ -50,7 +51,7 @@ export async function reroute(fleet: Fleet, from: string, to: string, states: Us
 async function moveJob(fleet: Fleet, job: Job, kind: 'images' | 'restores', to: string): Promise<void> {
   const retry = { attempts: job.opts.attempts ?? fleet.cfg.attempts, backoffMs: fleet.cfg.backoffMs };
   if (kind === 'restores') {
-    await enqueueRestore(fleet.flow(), RestorePayload.parse(job.data), { host: to, jobId: job.id!, priority: job.opts.priority, ...retry });
+    await enqueueRestore(fleet.queue(to, 'restores').queue, RestorePayload.parse(job.data), { host: to, jobId: job.id!, priority: job.opts.priority, ...retry });
     await job.remove({ removeChildren: true });
   } else {
     await fleet.queue(to, 'images').queue.add(job.name, job.data, { ...defaultJobOptions(retry), jobId: job.id!, priority: job.opts.priority });

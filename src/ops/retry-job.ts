@@ -2,26 +2,25 @@
  * Put one failed job back to work, safely and idempotently:
  *   - ensure-image on its own → job.retry('failed') with a fresh attempt budget;
  *   - ensure-image that belongs to a restore → skipped (retry the restore);
- *   - restore that failed in the cocoon step → job.retry('failed') (its child's result is kept);
- *   - restore whose base image child failed → a fresh flow with id `<id>-r` (a re-run adds nothing
- *     twice: BullMQ ignores an existing id), then the old one is removed.
+ *   - restore → its finished image jobs (`<id>.image.<n>`) are removed, then
+ *     job.retry() with a fresh attempt budget: the restore reads its snapshot
+ *     again and, if the base is still missing, adds a fresh image job (the
+ *     board's Retry button keeps the old jobs and gets a fresh one through
+ *     attemptsMade instead).
  * The job's dead letter, if any, is removed once it is back in a queue.
  */
 import type { Job } from 'bullmq';
-import { RESTORE, RestorePayload } from '../jobs/contracts/restore.js';
-import { enqueueRestore } from '../queues/enqueue-restore.js';
+import { RESTORE } from '../jobs/contracts/restore.js';
+import { imageChildIds } from '../queues/names.js';
 import { deadLetterId, removeDeadLetters } from './dead-letters.js';
 import type { Fleet, QueueRef } from './fleet.js';
 
-export type RetryOutcome = { action: 'retried' | 'reflowed'; id: string; newId?: string } | { action: 'skipped'; id: string; why: string };
+export type RetryOutcome = { action: 'retried'; id: string; removedImageJobs?: string[] } | { action: 'skipped'; id: string; why: string };
 
 export async function planRetry(job: Job): Promise<RetryOutcome> {
   const state = await job.getState();
   if (state !== 'failed' && state !== 'completed') return { action: 'skipped', id: job.id!, why: `is ${state}, not failed` };
   if (job.parent?.id) return { action: 'skipped', id: job.id!, why: `belongs to restore ${job.parent.id}: retry that` };
-  if (job.name === RESTORE && Object.keys(await job.getIgnoredChildrenFailures()).length > 0) {
-    return { action: 'reflowed', id: job.id!, newId: `${job.id}-r` };
-  }
   return { action: 'retried', id: job.id! };
 }
 
@@ -29,19 +28,18 @@ export async function retryJob(fleet: Fleet, ref: QueueRef, job: Job): Promise<R
   const plan = await planRetry(job);
   if (plan.action === 'skipped') return plan;
   const state = (await job.getState()) as 'failed' | 'completed';
-  if (plan.action === 'retried') {
-    await job.retry(state, { resetAttemptsMade: true, resetAttemptsStarted: true });
-  } else {
-    const payload = RestorePayload.parse(job.data);
-    await enqueueRestore(fleet.flow(), payload, {
-      host: ref.host,
-      jobId: plan.newId,
-      attempts: job.opts.attempts ?? fleet.cfg.attempts,
-      backoffMs: fleet.cfg.backoffMs,
-      priority: job.opts.priority,
-    });
-    await job.remove({ removeChildren: true });
+  const removed: string[] = [];
+  if (job.name === RESTORE) {
+    const images = fleet.queue(ref.host, 'images').queue;
+    for (const id of imageChildIds(job.id!, job.attemptsMade)) {
+      const child = await images.getJob(id);
+      if (child && (await child.isCompleted() || await child.isFailed())) {
+        await child.remove();
+        removed.push(id);
+      }
+    }
   }
+  await job.retry(state, { resetAttemptsMade: true, resetAttemptsStarted: true });
   await removeDeadLetters(fleet.redis, fleet.cfg.prefix, [deadLetterId(ref.name, job.id!)]);
-  return plan;
+  return removed.length ? { ...plan, removedImageJobs: removed } : plan;
 }

@@ -15,3 +15,18 @@ export function ensureImageDedupId(host: string, image: string, digest: string |
   const what = digest ? `d-${digest.slice('sha256:'.length)}` : `u-${createHash('sha256').update(image).digest('hex').slice(0, 40)}`;
   return `ensure-image.${host}.${what}${force ? '.force' : ''}`;
 }
+
+/**
+ * The ensure-image job a restore adds when its base is missing: one per
+ * restore attempt (`attemptsMade`), so a restore retried after its image job
+ * failed (by BullMQ, the board's Retry button or `fleetq retry`) gets a fresh
+ * image job instead of the old failure.
+ */
+export function imageChildId(restoreJobId: string, attempt: number): string {
+  return `${restoreJobId}.image.${attempt}`;
+}
+
+/** The image child ids a restore may have made, newest first, up to `attempt`. */
+export function imageChildIds(restoreJobId: string, upTo: number): string[] {
+  return Array.from({ length: upTo + 1 }, (_, i) => imageChildId(restoreJobId, upTo - i));
+}

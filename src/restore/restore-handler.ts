@@ -1,126 +1,153 @@
 /**
- * The restore handler: make sure the base image its ensure-image child
- * ensured is on disk, then run `cocoon vm clone|restore`.
- * cocoon never runs on a missing base: that is the whole point.
+ * The restore handler: clone or restore a VM through the real cocoon CLI,
+ * only once the base image the snapshot records is provably on disk.
+ *
+ *   1. `cocoon snapshot inspect S` → the base digest (the snapshot decides; a
+ *      contradicting job digest fails here, before anything runs);
+ *   2. clone: a VM of that name may be this job's earlier attempt (done), a
+ *      clone in flight (later), a leftover or another VM (permanent);
+ *      restore: the VM must be running, or cocoon would kill nothing and fail;
+ *   3. the base blob: on disk, or ensured through the host's image queue
+ *      (`BaseEnsurer`, which may park this job until its image job finishes);
+ *   4. the snapshot overlay's backing path must be that blob in this store;
+ *   5. `cocoon vm clone|restore … -o json`; a restore that fails after cocoon
+ *      stopped the VM is permanent and says how the VM was left.
  */
 import type { Logger } from 'pino';
-import { ensureImage, type EnsureDeps } from '../ensure/ensure-image.js';
-import type { EnsureImageResult } from '../jobs/contracts/ensure-image.js';
-import type { RestorePayload, RestoreResult } from '../jobs/contracts/restore.js';
+import { type RestorePayload, type RestoreResult, targetVm } from '../jobs/contracts/restore.js';
 import { redactUrl } from '../lib/redact.js';
-import { BlobMissingError } from '../store/store-errors.js';
-import { cocoonArgs, inspectArgs } from './cocoon-args.js';
-import { BaseImageUnavailableError, CocoonError } from './restore-errors.js';
-import { runCocoon } from './run-cocoon.js';
-import { verifyBase } from './verify-base.js';
+import type { BlobInfo } from '../store/blob-store.js';
+import type { StorePaths } from '../store/paths.js';
+import type { CallContext, CocoonCli } from './cocoon-cli.js';
+import type { CocoonVm } from './cocoon-records.js';
+import { judgeExistingClone } from './existing-clone.js';
+import { CloneInProgressError, CocoonError, VmConflictError, VmLeftDownError, VmNotRunningError } from './restore-errors.js';
+import { type BaseImage, resolveBase } from './snapshot-base.js';
+import { checkSnapshotOverlay } from './snapshot-overlay.js';
 
 export interface RestoreDeps {
-  ensure: EnsureDeps;
-  cocoonBin: string;
+  cocoon: CocoonCli;
+  paths: StorePaths;
+  qemuImg: string;
   cocoonTimeoutMs: number;
-  /** Passed to cocoon as FLEETQ_ROOT; cocoon must be configured with the same root. */
-  root: string;
-  /** Test-only reproduction of cocoon before PR #39 (see PolicyOptions.trustUrlCacheOverPin). */
-  unsafeLegacyUrlCache?: boolean;
 }
+
+/** Gets the base blob onto disk; the worker's implementation goes through the image queue. */
+export interface BaseEnsurer {
+  /** The blob, or throws (a failed image job, or BullMQ's WaitingChildrenError while one runs). */
+  ensure(base: BaseImage): Promise<{ blob: BlobInfo; imageJobId?: string | undefined }>;
+}
+
+export type RestorePhase = 'inspecting' | 'ensuring-image' | 'cloning' | 'restoring';
 
 export interface RestoreContext {
   log: Logger;
-  /** 1 for the first attempt. */
-  attempt: number;
   signal?: AbortSignal | undefined;
-  /** What the ensure-image child returned, if it completed. */
-  child?: EnsureImageResult | undefined;
-  /** Why the ensure-image child failed, if it did. */
-  childFailure?: string | undefined;
-  /** Job log (BullMQ job.log) for cocoon's output. */
-  jobLog?: (line: string) => void;
+  /** When this job first started (for recognising its own earlier clone). */
+  jobStartedAt: number;
+  base: BaseEnsurer;
+  /** Job log (BullMQ job.log): cocoon's argv and output. */
+  jobLog?: ((line: string) => void) | undefined;
+  onPhase?: ((phase: RestorePhase) => void) | undefined;
 }
 
 export async function runRestore(p: RestorePayload, deps: RestoreDeps, ctx: RestoreContext): Promise<RestoreResult> {
   const started = Date.now();
-  if (ctx.childFailure) {
-    throw new BaseImageUnavailableError(`base image ${redactUrl(p.image)} is not available, cocoon was not started: ${ctx.childFailure}`);
-  }
-
-  // The digest the child ensured — not whatever the URL maps to by now.
-  let ensured = ctx.child;
-  if (!ensured) {
-    ensured = await ensureImage({ image: p.image, imageType: p.imageType, imageDigest: p.imageDigest }, deps.ensure, { log: ctx.log, signal: ctx.signal });
-  }
-  if (p.imageDigest && ensured.digest !== p.imageDigest && !deps.unsafeLegacyUrlCache) {
-    throw new BaseImageUnavailableError(`pinned ${p.imageDigest} but the ensured image is ${ensured.digest}; cocoon was not started`);
-  }
-
-  let blob;
-  try {
-    blob = await verifyBase(deps.ensure.paths, ensured.digest, ensured.size);
-  } catch (err) {
-    if (!(err instanceof BlobMissingError) || ctx.attempt <= 1) throw err;
-    // A retry after the blob vanished: run the ensure step again, pinned to the digest the child ensured.
-    ctx.log.warn({ digest: ensured.digest }, 'base image missing on retry: pulling it again');
-    ensured = await ensureImage({ image: p.image, imageType: p.imageType, imageDigest: ensured.digest }, deps.ensure, { log: ctx.log, signal: ctx.signal });
-    blob = await verifyBase(deps.ensure.paths, ensured.digest, ensured.size);
-  }
-
-  const env = { ...process.env, FLEETQ_ROOT: deps.root };
-  const vm = p.kind === 'clone' ? p.name! : p.vm!;
-  const onLine = (stream: 'stdout' | 'stderr', line: string) => {
-    ctx.jobLog?.(`[cocoon ${stream}] ${line}`);
-    ctx.log.debug({ stream, line }, 'cocoon output');
+  const vm = targetVm(p);
+  const call: CallContext = {
+    signal: ctx.signal,
+    onCall: (argv) => ctx.jobLog?.(`$ ${argv.join(' ')}`),
+    onLine: (stream, line) => {
+      ctx.jobLog?.(`[cocoon ${stream}] ${line}`);
+      ctx.log.debug({ stream, line }, 'cocoon output');
+    },
+  };
+  const say = (msg: string) => {
+    ctx.log.warn(msg);
+    ctx.jobLog?.(msg);
   };
 
-  // Idempotency for at-least-once delivery: a clone that an earlier attempt already made is done.
-  if (p.kind === 'clone') {
-    const existing = await inspectVm(deps, vm, env, ctx.signal);
-    if (existing) {
-      if (existing.snapshot === p.snapshot) {
-        ctx.log.info({ vm }, 'clone already exists from this snapshot (earlier attempt): nothing to do');
-        return { kind: p.kind, vm, snapshot: p.snapshot, digest: ensured.digest, blobPath: blob.path, outcome: 'already-done', durationMs: Date.now() - started, cocoon: existing };
-      }
-      throw new CocoonError(`VM ${vm} already exists (from snapshot ${String(existing.snapshot)}): pick another name`, 'E_COCOON_VM_EXISTS', true);
-    }
-  }
-
-  const args = cocoonArgs(p);
-  ctx.log.info({ args, digest: ensured.digest }, 'running cocoon');
-  ctx.jobLog?.(`$ ${deps.cocoonBin} ${args.join(' ')}`);
-  const run = await runCocoon({ bin: deps.cocoonBin, args, timeoutMs: deps.cocoonTimeoutMs, signal: ctx.signal, env, onLine });
-  return {
+  ctx.onPhase?.('inspecting');
+  const snap = await deps.cocoon.inspectSnapshot(p.snapshot, call);
+  const base = resolveBase(snap, p);
+  if (base.note) say(base.note);
+  const result = (digest: string | undefined, blobPath: string | undefined, extra: Partial<RestoreResult>): RestoreResult => ({
     kind: p.kind,
     vm,
     snapshot: p.snapshot,
-    digest: ensured.digest,
-    blobPath: blob.path,
+    digest,
+    digestSource: base.source,
+    blobPath,
     outcome: 'done',
     durationMs: Date.now() - started,
-    cocoon: lastJson(run.stdout),
-  };
-}
+    ...extra,
+  });
 
-async function inspectVm(deps: RestoreDeps, vm: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<Record<string, unknown> | undefined> {
-  try {
-    const run = await runCocoon({ bin: deps.cocoonBin, args: inspectArgs(vm), timeoutMs: Math.min(deps.cocoonTimeoutMs, 60_000), signal, env });
-    const json = lastJson(run.stdout);
-    return json && typeof json === 'object' ? (json as Record<string, unknown>) : {};
-  } catch (err) {
-    if (err instanceof CocoonError && (err.code === 'E_COCOON_VM_NOT_FOUND' || /not found/i.test(err.message))) return undefined;
-    throw err;
-  }
-}
-
-function lastJson(stdout: string): unknown {
-  const lines = stdout.trim().split('\n').reverse();
-  for (const line of lines) {
-    try {
-      return JSON.parse(line);
-    } catch {
-      /* not JSON */
+  // Before any pull: is there anything to do at all, and may cocoon touch this VM?
+  if (p.kind === 'clone') {
+    const existing = await deps.cocoon.inspectVm(p.name, call);
+    if (existing) {
+      const judged = judgeExistingClone(existing, { name: p.name, snapshot: snap, jobStartedAt: ctx.jobStartedAt, now: Date.now(), cocoonTimeoutMs: deps.cocoonTimeoutMs });
+      if (judged.verdict === 'already-done') {
+        ctx.log.info({ id: existing.id }, 'clone already made by an earlier attempt of this job: nothing to do');
+        ctx.jobLog?.(`VM ${vm} (${existing.id}) was cloned by an earlier attempt of this job and is running: nothing to do`);
+        const digest = base.digest ?? existing.config.image_digest ?? snap.image_digest;
+        return result(digest, undefined, { outcome: 'already-done', cocoon: existing });
+      }
+      if (judged.verdict === 'in-progress') throw new CloneInProgressError(judged.message);
+      throw new VmConflictError(judged.message, judged.verdict === 'conflict' ? 'E_COCOON_VM_EXISTS' : judged.verdict === 'leftover' ? 'E_VM_LEFTOVER' : 'E_VM_NOT_RUNNING');
+    }
+  } else {
+    const current = await deps.cocoon.inspectVm(p.vm, call);
+    if (!current) throw new CocoonError(`VM ${p.vm} not found on this host: nothing to restore`, 'E_COCOON_VM_NOT_FOUND', true);
+    if (current.state !== 'running') {
+      throw new VmNotRunningError(
+        `VM ${p.vm} (${current.id}) is "${current.state}", not running: cocoon restores only a running VM ("must be running to restore"); left untouched. Start it with "cocoon vm start ${p.vm}" and retry`,
+      );
     }
   }
-  try {
-    return stdout.trim() ? JSON.parse(stdout) : undefined;
-  } catch {
-    return undefined;
+
+  ctx.onPhase?.('ensuring-image');
+  const { blob, imageJobId } = await ctx.base.ensure(base);
+  ctx.log.info({ digest: blob.digest, source: base.source, url: base.url ? redactUrl(base.url) : undefined }, 'base image on disk');
+
+  const overlay = await checkSnapshotOverlay({ paths: deps.paths, snapshotId: snap.id, digest: blob.digest, qemuImg: deps.qemuImg, signal: ctx.signal });
+  if (!overlay.checked) ctx.log.debug({ why: overlay.why }, 'snapshot overlay not checked');
+
+  let record: CocoonVm;
+  if (p.kind === 'clone') {
+    ctx.onPhase?.('cloning');
+    ctx.log.info('running cocoon vm clone');
+    record = await deps.cocoon.clone(p, call);
+  } else {
+    ctx.onPhase?.('restoring');
+    ctx.log.info('running cocoon vm restore');
+    try {
+      record = await deps.cocoon.restore(p, call);
+    } catch (err) {
+      throw await explainRestoreFailure(err, p.vm, deps, call);
+    }
   }
+  return result(blob.digest, blob.path, { imageJobId, cocoon: record });
+}
+
+/**
+ * cocoon stops the running VM before it boots the snapshot, and any later
+ * failure leaves it stopped in state `error` (§4): retrying then only meets
+ * "must be running to restore". So a failure that left the VM down is
+ * permanent and says so; one that left it running keeps its own verdict.
+ */
+async function explainRestoreFailure(err: unknown, vm: string, deps: RestoreDeps, call: CallContext): Promise<unknown> {
+  if (!(err instanceof CocoonError) || call.signal?.aborted) return err;
+  let after: CocoonVm | undefined;
+  try {
+    after = await deps.cocoon.inspectVm(vm, { ...call, signal: undefined });
+  } catch {
+    return err;
+  }
+  if (!after || after.state === 'running') return err;
+  return new VmLeftDownError(
+    `${err.message}; cocoon had stopped the VM first, and ${vm} (${after.id}) is now "${after.state}": start it with "cocoon vm start ${vm}" before any retry`,
+    { cause: err },
+  );
 }

@@ -26,6 +26,8 @@ export interface CocoonRun {
 }
 
 const TAIL_LINES = 8;
+/** cocoon prints one JSON record; anything beyond this is not a result. */
+const MAX_STDOUT = 1024 * 1024;
 
 export async function runCocoon(opts: RunCocoonOptions): Promise<CocoonRun> {
   opts.signal?.throwIfAborted();
@@ -37,13 +39,16 @@ export async function runCocoon(opts: RunCocoonOptions): Promise<CocoonRun> {
 
   let stdout = '';
   const tail: string[] = [];
+  /** cobra prints each error as one `Error: <message>` line on stderr (§1). */
+  const errors: string[] = [];
   const out = createInterface({ input: child.stdout! });
   const err = createInterface({ input: child.stderr! });
   out.on('line', (line) => {
-    stdout += `${line}\n`;
+    if (stdout.length < MAX_STDOUT) stdout += `${line}\n`;
     opts.onLine?.('stdout', line);
   });
   err.on('line', (line) => {
+    if (line.startsWith('Error: ') && errors.length < TAIL_LINES) errors.push(line);
     tail.push(line);
     if (tail.length > TAIL_LINES) tail.shift();
     opts.onLine?.('stderr', line);
@@ -66,7 +71,7 @@ export async function runCocoon(opts: RunCocoonOptions): Promise<CocoonRun> {
   opts.signal?.removeEventListener('abort', onAbort);
   await Promise.race([drained, new Promise((r) => setTimeout(r, 1000))]);
   const durationMs = Date.now() - started;
-  const last = tail.join(' / ');
+  const last = (errors.length ? errors : tail).join(' / ');
   const cmd = `cocoon ${opts.args.slice(0, 2).join(' ')}`;
 
   if (spawnError) {
@@ -83,8 +88,8 @@ export async function runCocoon(opts: RunCocoonOptions): Promise<CocoonRun> {
   }
   if (signal) throw new CocoonError(`${cmd} was killed by ${signal}${last ? `: ${last}` : ''}`, 'E_COCOON_KILLED', false);
   if (code !== 0) {
-    const verdict = classifyCocoonFailure(tail.join('\n'));
-    throw new CocoonError(`${cmd} exited ${code}: ${last || '(no output)'} [${verdict.code}: ${verdict.hint}]`, verdict.code as `E_${string}`, verdict.permanent);
+    const verdict = classifyCocoonFailure((errors.length ? errors : tail).join('\n'));
+    throw new CocoonError(`${cmd} exited ${code}: ${last || '(no output)'} [${verdict.code}: ${verdict.hint}]`, verdict.code, verdict.permanent);
   }
   return { stdout, stderrTail: tail, durationMs };
 }

@@ -9,6 +9,7 @@ import { chmod, lstat, mkdir, readdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { convertToQcow2 } from './convert.js';
 import { fsyncDir, fsyncFile, removeIfExists } from './fs-atomic.js';
+import { readIndex, setUrlEntry, withIndexLock, writeIndex } from './image-index.js';
 import { blobPath, type StorePaths } from './paths.js';
 import type { Sniffed } from './sniff.js';
 
@@ -52,6 +53,8 @@ export function newTempPath(paths: StorePaths): string {
 export interface CommitOptions {
   tempPath: string;
   digest: string;
+  /** The index key to point at the blob (the URL it was pulled from). */
+  ref: string;
   sniffed: Sniffed;
   qemuImg: string;
   signal?: AbortSignal;
@@ -59,8 +62,11 @@ export interface CommitOptions {
 
 /**
  * Move a verified download into blobs/<hex>.qcow2 (converting raw/old qcow2
- * first). The temp file is consumed on success and removed on failure.
- * Committing a digest that is already present is a no-op (idempotent).
+ * first) and point `ref` at it in images.json — the rename and the index
+ * entry in one section under db/images.lock, as cocoon commits a pull (§9), so
+ * `cocoon gc` (which takes the same lock) never sees the blob unreferenced.
+ * The temp file is consumed on success and removed on failure. Committing a
+ * digest that is already present only records the entry (idempotent).
  */
 export async function commitBlob(paths: StorePaths, opts: CommitOptions): Promise<BlobInfo> {
   const target = blobPath(paths, opts.digest);
@@ -75,15 +81,20 @@ export async function commitBlob(paths: StorePaths, opts: CommitOptions): Promis
     }
     opts.signal?.throwIfAborted();
     await chmod(source, 0o444);
-    const existing = await statBlob(paths, opts.digest);
-    if (existing) {
-      await removeIfExists(source);
-      return existing;
-    }
-    await rename(source, target);
-    await fsyncDir(paths.blobs);
-    const st = await stat(target);
-    return { digest: opts.digest, path: target, size: st.size };
+    return await withIndexLock(paths, async () => {
+      let blob = await statBlob(paths, opts.digest);
+      if (blob) {
+        await removeIfExists(source);
+      } else {
+        await rename(source, target);
+        await fsyncDir(paths.blobs);
+        blob = { digest: opts.digest, path: target, size: (await stat(target)).size };
+      }
+      const index = await readIndex(paths);
+      setUrlEntry(index, opts.ref, blob.digest, blob.size);
+      await writeIndex(paths, index);
+      return blob;
+    });
   } catch (err) {
     await removeIfExists(opts.tempPath);
     await removeIfExists(converted);
@@ -102,7 +113,8 @@ export async function sweepTemp(paths: StorePaths, maxAgeMs: number, now = Date.
   }
   const removed: string[] = [];
   for (const name of names) {
-    if (!name.startsWith(TEMP_PREFIX)) continue;
+    // cocoon's conventions: only our pull-* downloads; never .tmp-* (cocoon's conversions) or *.lock.
+    if (!name.startsWith(TEMP_PREFIX) || name.endsWith('.lock')) continue;
     const p = join(paths.temp, name);
     try {
       const st = await lstat(p);

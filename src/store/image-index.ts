@@ -3,7 +3,14 @@
  *   {"images": {"<url>": {"ref", "content_sum", "size", "created_at"}}}
  * Reads are lock-free (writes are atomic renames); every read-modify-write
  * holds db/images.lock so no update loses another's entry.
+ *
+ * The index is also what keeps a blob alive: `cocoon gc` deletes every blob
+ * that no index entry (nor VM or snapshot record) references. So every digest
+ * fleetq reports `present` or `pulled` is referenced here. A pinned blob that
+ * no entry references (its URL entry was re-pointed to a newer digest) gets an
+ * entry of its own under the key `<url>#<digest>` (see `pinnedRef`).
  */
+import { statSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { Digest } from '../jobs/contracts/common.js';
@@ -52,19 +59,87 @@ export async function lookupUrl(paths: StorePaths, url: string): Promise<IndexEn
   return Object.hasOwn(index.images, url) ? index.images[url] : undefined;
 }
 
-/** Read-modify-write the index under the host-wide flock, atomically. */
-export async function updateIndex(paths: StorePaths, mutate: (index: ImageIndex) => void): Promise<void> {
+/** Run `fn` holding db/images.lock (cocoon's own flock): the one critical section for index and blob commits. */
+export async function withIndexLock<T>(paths: StorePaths, fn: () => Promise<T>): Promise<T> {
   await mkdir(paths.db, { recursive: true });
-  await withFileLock(paths.indexLock, async () => {
+  return withFileLock(paths.indexLock, fn);
+}
+
+/** Replace images.json atomically (temp + fsync + rename + dir fsync). Call inside `withIndexLock`. */
+export async function writeIndex(paths: StorePaths, index: ImageIndex): Promise<void> {
+  await writeFileAtomic(paths.index, `${JSON.stringify(index)}\n`);
+}
+
+/** Read-modify-write the index under the host-wide flock, atomically. */
+export async function updateIndex(paths: StorePaths, mutate: (index: ImageIndex) => boolean | void): Promise<void> {
+  await withIndexLock(paths, async () => {
     const index = await readIndex(paths);
-    mutate(index);
-    await writeFileAtomic(paths.index, `${JSON.stringify(index, null, 2)}\n`);
+    if (mutate(index) === false) return;
+    await writeIndex(paths, index);
   });
 }
 
-/** Point `url` at `digest` (what cocoon does after a successful pull). */
+/**
+ * The index key that keeps a pinned blob referenced when its URL's entry
+ * points at another digest: the URL with the digest as its fragment. A
+ * fragment is never sent to a server, so the key still names the same
+ * download, and it cannot collide with a real URL entry (job URLs are stored
+ * without fragment). `cocoon image ls` shows it as a separate cloudimg entry.
+ */
+export function pinnedRef(url: string, digest: string): string {
+  const hash = url.indexOf('#');
+  return `${hash === -1 ? url : url.slice(0, hash)}#${digest}`;
+}
+
+/** Point `url` at `digest` (what cocoon does after a successful pull); a `<url>#<digest>` entry becomes redundant. */
+export function setUrlEntry(index: ImageIndex, url: string, digest: string, size: number): void {
+  index.images[url] = { ref: url, content_sum: digest, size, created_at: new Date().toISOString() };
+  const pinned = pinnedRef(url, digest);
+  if (pinned !== url) delete index.images[pinned];
+}
+
+/** Point `url` at `digest` under the lock. */
 export async function recordUrl(paths: StorePaths, url: string, digest: string, size: number): Promise<void> {
+  await updateIndex(paths, (index) => setUrlEntry(index, url, digest, size));
+}
+
+export function referencesDigest(index: ImageIndex, digest: string): boolean {
+  for (const e of Object.values(index.images)) if (e.content_sum === digest) return true;
+  return false;
+}
+
+/**
+ * Make sure some entry references `digest` (so `cocoon gc` keeps its blob);
+ * adds `<url>#<digest>` when none does. Returns whether it wrote.
+ */
+export async function ensureReferenced(paths: StorePaths, url: string, digest: string, size: number): Promise<boolean> {
+  let wrote = false;
   await updateIndex(paths, (index) => {
-    index.images[url] = { ref: url, content_sum: digest, size, created_at: new Date().toISOString() };
+    if (referencesDigest(index, digest)) return false;
+    const ref = pinnedRef(url, digest);
+    index.images[ref] = { ref, content_sum: digest, size, created_at: new Date().toISOString() };
+    wrote = true;
   });
+  return wrote;
+}
+
+/**
+ * Which digests images.json references, re-read only when the file changed
+ * (inode, size, mtime): a pinned cache hit must know its blob is referenced
+ * without parsing the index on every job.
+ */
+export class IndexReferences {
+  private stamp = '';
+  private digests = new Set<string>();
+
+  async has(paths: StorePaths, digest: string): Promise<boolean> {
+    const st = statSync(paths.index, { throwIfNoEntry: false, bigint: false });
+    const stamp = st ? `${st.ino}:${st.size}:${st.mtimeMs}` : 'none';
+    if (stamp !== this.stamp) {
+      const index = await readIndex(paths);
+      this.digests = new Set(Object.values(index.images).map((e) => e.content_sum));
+      this.stamp = stamp;
+    }
+    return this.digests.has(digest);
+  }
 }

@@ -2,7 +2,7 @@
  * Composition root of a host worker: connections, lock coordinator, HTTP
  * client, the BullMQ worker(s), and orderly shutdown.
  */
-import { type Job, Worker } from 'bullmq';
+import { type Job, Queue, Worker } from 'bullmq';
 import { errorMessage } from '../lib/errors.js';
 import { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { recordDeadLetter } from '../ops/dead-letters.js';
@@ -22,6 +22,7 @@ import { ensureLayout, sweepTemp } from '../store/blob-store.js';
 import { storePaths } from '../store/paths.js';
 import { VERSION } from '../version.js';
 import { createImageProcessor } from './image-processor.js';
+import { CocoonCli } from '../restore/cocoon-cli.js';
 
 export interface RunningWorker {
   /** Stop taking jobs, let running ones finish for up to `graceMs`, then abort them. */
@@ -73,18 +74,27 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
     maxStalledCount: 2,
   });
   const workers: Worker[] = [];
+  const producers: Queue[] = [];
   if (cfg.queues.includes('images')) {
     workers.push(new Worker(imageQueueName(cfg.host), createImageProcessor({ ...ensureDeps, host: cfg.host, log, metrics }), workerOpts(cfg.concurrency)));
   }
   if (cfg.queues.includes('restores')) {
+    // A restore whose base is missing adds an ensure-image job to this host's images queue.
+    const images = new Queue(imageQueueName(cfg.host), { connection, prefix: cfg.prefix });
+    producers.push(images);
     const restoreProcessor = createRestoreProcessor({
       host: cfg.host,
       log,
-      ensure: ensureDeps,
-      cocoonBin: cfg.cocoonBin,
+      images,
+      retry: { attempts: cfg.attempts, backoffMs: cfg.backoffMs },
+      paths,
+      qemuImg: cfg.qemuImg,
       cocoonTimeoutMs: cfg.cocoonTimeoutMs,
-      root: cfg.root,
-      unsafeLegacyUrlCache: cfg.unsafeLegacyUrlCache,
+      cocoon: new CocoonCli({
+        bin: cfg.cocoonBin,
+        timeoutMs: cfg.cocoonTimeoutMs,
+        globals: { rootDir: cfg.root, config: cfg.cocoonConfig, runDir: cfg.cocoonRunDir, logDir: cfg.cocoonLogDir },
+      }),
       metrics,
     });
     workers.push(new Worker(restoreQueueName(cfg.host), restoreProcessor, workerOpts(cfg.restoreConcurrency)));
@@ -144,6 +154,7 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
         for (const w of workers) w.cancelAllJobs('worker shutting down');
         await Promise.race([closed, sleep(10_000)]);
       }
+      await Promise.all(producers.map((q) => q.close().catch(() => {})));
       clearInterval(heartbeat);
       await beat().catch(() => {}); // final metrics
       await withdraw(lockRedis, cfg.prefix, cfg.host, instance).catch(() => {});

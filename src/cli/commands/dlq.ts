@@ -28,7 +28,7 @@ async function collect(fleet: Fleet, f: FilterFlags): Promise<DeadLetter[]> {
   return out;
 }
 
-/** Put a dead letter back: retry the original job if it still exists, else re-add it (a restore as a fresh flow). */
+/** Put a dead letter back: retry the original job if it still exists, else re-add it . */
 async function requeue(fleet: Fleet, d: DeadLetter, all: Set<string>): Promise<string> {
   if (d.parent && all.has(`${d.parent.queue}/${d.parent.id}`)) return 'skipped: requeued with its restore';
   const ref = fleet.queue(d.host, d.queueKind);
@@ -39,7 +39,7 @@ async function requeue(fleet: Fleet, d: DeadLetter, all: Set<string>): Promise<s
       return 'skipped: part of a restore (requeue or retry the restore)';
     }
     const r = await retryJob(fleet, ref, job);
-    return r.action === 'skipped' ? `skipped: ${r.why}` : r.action === 'reflowed' ? `re-created as ${r.newId}` : 'retried';
+    return r.action === 'skipped' ? `skipped: ${r.why}` : 'retried';
   }
   if (job) {
     await removeDeadLetters(fleet.redis, fleet.cfg.prefix, [d.id]);
@@ -47,7 +47,7 @@ async function requeue(fleet: Fleet, d: DeadLetter, all: Set<string>): Promise<s
   }
   const retry = { attempts: fleet.cfg.attempts, backoffMs: fleet.cfg.backoffMs };
   if (d.queueKind === 'restores') {
-    await enqueueRestore(fleet.flow(), RestorePayload.parse(d.data), { host: d.host, jobId: d.originalId, ...retry });
+    await enqueueRestore(ref.queue, RestorePayload.parse(d.data), { host: d.host, jobId: d.originalId, ...retry });
   } else {
     await ref.queue.add(d.name, d.data, { ...defaultJobOptions(retry), jobId: d.originalId });
   }

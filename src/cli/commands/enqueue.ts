@@ -1,5 +1,6 @@
 /** `fleetq enqueue ensure-image|restore`: validate flags, enqueue, optionally wait for the end. */
-import { FlowProducer, Job, type QueueEvents } from 'bullmq';
+import { randomBytes } from 'node:crypto';
+import { Job, type QueueEvents } from 'bullmq';
 import type { Command } from 'commander';
 import { parsePayload } from '../../jobs/contracts/common.js';
 import { ENSURE_IMAGE, EnsureImagePayload } from '../../jobs/contracts/ensure-image.js';
@@ -32,7 +33,7 @@ interface RestoreFlags extends SubmitFlags {
   snapshot: string;
   vm?: string;
   name?: string;
-  image: string;
+  image?: string;
   digest?: string;
   cpu?: string;
   memory?: string;
@@ -118,18 +119,18 @@ export function registerEnqueue(program: Command): void {
   addSubmitOptions(
     enqueue
       .command('restore')
-      .description('clone or restore a VM through cocoon, after ensuring its base image (a flow: restore ← ensure-image)')
+      .description("clone or restore a VM through cocoon, once the base image its snapshot records is on the host (pulled first when missing)")
       .requiredOption('--host <id>', 'target host id', hostFlag)
       .requiredOption('--kind <clone|restore>', 'clone a new VM from a snapshot, or restore a VM to one of its snapshots')
       .requiredOption('--snapshot <name>', 'snapshot name')
       .option('--vm <name>', 'the VM to restore (kind restore)')
-      .option('--name <name>', 'name of the new VM (kind clone; default: a generated vm-xxxxxxxx)')
-      .requiredOption('--image <url>', 'http(s) URL of the base image')
-      .option('--digest <sha256:hex>', 'pin the base image digest')
-      .option('--cpu <n>', "vCPUs (never below the snapshot's)")
-      .option('--memory <size>', 'memory, e.g. 8G')
-      .option('--storage <size>', 'disk size, e.g. 40G')
-      .option('--nics <n>', 'NIC count (kind clone)')
+      .option('--name <name>', 'name of the new VM (kind clone; default: a generated vm-xxxxxxxx, printed)')
+      .option('--image <url>', "http(s) URL to pull the base from when missing (default: the snapshot's recorded image)")
+      .option('--digest <sha256:hex>', "expected base digest: the job fails if the snapshot records another")
+      .option('--cpu <n>', "vCPUs (never below the snapshot's, at most the host's cores)")
+      .option('--memory <size>', "memory, e.g. 8G (clone: at least 512M; never below the snapshot's)")
+      .option('--storage <size>', "disk size, e.g. 40G (clone: at least 10G; never below the snapshot's)")
+      .option('--nics <n>', "NIC count (kind clone; at least 1, never below the snapshot's; omit to keep the snapshot's)")
       .option('--on-demand', 'restore memory on demand'),
     'restore',
   ).action(async (opts: RestoreFlags) => {
@@ -139,7 +140,8 @@ export function registerEnqueue(program: Command): void {
       kind: opts.kind,
       snapshot: opts.snapshot,
       vm: opts.vm,
-      name: opts.name,
+      // cocoon needs a name, and a retry must recognise its own clone: generate one at enqueue time.
+      name: opts.kind === 'clone' ? (opts.name ?? `vm-${randomBytes(4).toString('hex')}`) : opts.name,
       image: opts.image,
       imageDigest: opts.digest,
       cpu: num(opts.cpu),
@@ -150,12 +152,10 @@ export function registerEnqueue(program: Command): void {
     } as RestoreInput;
     asUsageError(() => parsePayload(RestorePayload, input, RESTORE));
     const handle = await openQueue(cfg, restoreQueueName(opts.host), Boolean(opts.wait));
-    const flow = new FlowProducer({ connection: handle.redis, prefix: cfg.prefix });
     try {
-      const enq = await enqueueRestore(flow, input, submission(cfg, opts));
-      await report(handle, enq.jobId, { imageJobId: enq.imageJobId, vm: enq.vm }, opts);
+      const enq = await enqueueRestore(handle.queue, input, submission(cfg, opts));
+      await report(handle, enq.jobId, { vm: enq.vm }, opts);
     } finally {
-      await flow.close().catch(() => {});
       await handle.close();
     }
   });

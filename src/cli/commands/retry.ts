@@ -60,7 +60,12 @@ export function registerRetry(program: Command): void {
         if (f.json) printJson({ summary, jobs: results });
         else {
           for (const r of results) {
-            const verb = r.action === 'skipped' ? `skip   ${r.why}` : f.dryRun ? (r.action === 'reflowed' ? `would re-create as ${r.newId}` : 'would retry') : r.action === 'reflowed' ? `re-created as ${r.newId}` : 'retried';
+            const verb =
+              r.action === 'skipped'
+                ? `skip   ${r.why}`
+                : f.dryRun
+                  ? 'would retry'
+                  : `retried${r.removedImageJobs?.length ? ` (removed its finished image jobs ${r.removedImageJobs.join(', ')})` : ''}`;
             process.stdout.write(`${r.host}/${r.queue} ${r.id}: ${verb}\n`);
           }
           process.stdout.write(`${f.dryRun ? 'dry run: ' : ''}matched ${summary.matched}, ${f.dryRun ? 'would retry' : 'retried'} ${summary.retried}, skipped ${summary.skipped}, errors ${summary.errors}\n`);

@@ -40,6 +40,12 @@ function shownValue(input: unknown): string {
   return ` (got ${JSON.stringify(text.length > 120 ? `${text.slice(0, 117)}...` : text)})`;
 }
 
+function valueAt(data: unknown, path: readonly PropertyKey[]): unknown {
+  let v: unknown = data;
+  for (const k of path) v = v && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined;
+  return v;
+}
+
 /** Parse `data` or throw an InvalidInputError whose message names the offending field. */
 export function parsePayload<S extends z.ZodType>(schema: S, data: unknown, what: string): z.output<S> {
   const result = schema.safeParse(data, { reportInput: true });
@@ -47,12 +53,15 @@ export function parsePayload<S extends z.ZodType>(schema: S, data: unknown, what
   const issue = result.error.issues[0]!;
   let field = issue.path.map(String).join('.');
   let message = issue.message;
+  const kind = data && typeof data === 'object' && typeof (data as { kind?: unknown }).kind === 'string' ? (data as { kind: string }).kind : undefined;
   if (issue.code === 'unrecognized_keys') {
     field = issue.keys.join(', ');
-    message = 'is not a known field';
+    message = kind ? `is not a known field for kind "${kind}"` : 'is not a known field';
   } else if (issue.code === 'invalid_type' && issue.input === undefined) {
     message = 'is required';
   }
-  const value = issue.code === 'unrecognized_keys' ? '' : shownValue(issue.input);
+  // A union's issue carries the whole object as input: show the field's own value.
+  const input = issue.code === 'invalid_union' && issue.path.length ? valueAt(data, issue.path) : issue.input;
+  const value = issue.code === 'unrecognized_keys' ? '' : shownValue(input);
   throw new InvalidInputError(`invalid ${what} payload: ${field || '(root)'} ${message}${value}`, field || '(root)');
 }
