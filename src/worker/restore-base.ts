@@ -69,6 +69,10 @@ export function imageQueueEnsurer(job: Job, token: string | undefined, deps: Que
           const state = await child.getState();
           if (state === 'completed') {
             const r = EnsureImageResult.safeParse(child.returnvalue);
+            if (r.success && base.digest && r.data.digest !== base.digest) {
+              // Only a misconfigured worker (FLEETQ_UNSAFE_LEGACY_URL_CACHE) answers a pin with another digest.
+              throw new BaseImageUnavailableError(`image job ${childId} ensured ${r.data.digest}, but the snapshot boots ${base.digest}: cocoon was not started`);
+            }
             const blob = await baseOnDisk(deps.paths, base, r.success ? r.data.digest : undefined);
             if (blob) return { blob, imageJobId: childId };
             throw new BlobMissingError(`image job ${childId} completed, but base image ${what(base)} is gone from disk again (deleted, garbage-collected?): cocoon was not started; the retry ensures it again`);

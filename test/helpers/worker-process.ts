@@ -13,6 +13,8 @@ export interface WorkerProcess {
   stop(): Promise<number | null>;
   /** SIGKILL (a crash). */
   kill(): Promise<void>;
+  /** Resolves when the process has exited (for whatever reason) and its output is read. */
+  exited: Promise<[number | null, NodeJS.Signals | null]>;
   waitForLog(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
 }
 
@@ -103,6 +105,7 @@ export async function startWorkerProcess(env: WorkerEnv, args: string[] = []): P
       await exited;
     },
     waitForLog,
+    exited,
   };
   await waitForLog((l) => l.msg === 'worker started');
   return wp;

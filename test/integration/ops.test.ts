@@ -3,13 +3,12 @@
  * processes: host registry, jobs ls/show, retry by filter, dead letters,
  * reroute, promote, clean, prewarm, idempotent enqueue, and bad input.
  */
-import { FlowProducer } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueEnsureImage } from '../../src/queues/enqueue-ensure-image.js';
 import { enqueueRestore } from '../../src/queues/enqueue-restore.js';
-import { imageQueueName, restoreQueueName } from '../../src/queues/names.js';
-import { FAKE_COCOON, plantSnapshot, setCocoonFault, vmRecord } from '../helpers/cocoon.js';
+import { imageChildId, imageQueueName, restoreQueueName } from '../../src/queues/names.js';
+import { cocoonWorkerEnv, plantSnapshot, readVm, setCocoonFault, setHostCores } from '../helpers/cocoon.js';
 import { qcow2Image } from '../helpers/images.js';
 import { queueClient, type QueueClient } from '../helpers/queue.js';
 import { useTestRedis } from '../helpers/redis.js';
@@ -20,8 +19,6 @@ import { runCli, startWorkerProcess, type WorkerProcess } from '../helpers/worke
 const redis = useTestRedis();
 const TIMING = { FLEETQ_HEARTBEAT: '200ms', FLEETQ_HOST_DOWN_AFTER: '1500ms' };
 let upstream: Upstream;
-let flowConn: Redis;
-let flow: FlowProducer;
 let size = 300;
 const freshImage = () => qcow2Image(size++);
 
@@ -36,7 +33,8 @@ const hosts: Record<string, Host> = {};
 
 async function startHost(id: string): Promise<Host> {
   const root = hosts[id]?.root ?? tempRoot();
-  const worker = await startWorkerProcess({ REDIS_URL: redis.url, FLEETQ_HOST: id, FLEETQ_ROOT: root, FLEETQ_COCOON_BIN: FAKE_COCOON, ...TIMING });
+  setHostCores(root, 16);
+  const worker = await startWorkerProcess({ REDIS_URL: redis.url, FLEETQ_HOST: id, FLEETQ_ROOT: root, ...cocoonWorkerEnv(root), ...TIMING });
   const h = hosts[id] ?? { id, root, images: await queueClient(redis.url, imageQueueName(id)), restores: await queueClient(redis.url, restoreQueueName(id)) };
   h.worker = worker;
   hosts[id] = h;
@@ -65,8 +63,6 @@ async function snapshot(): Promise<unknown> {
 
 beforeAll(async () => {
   upstream = await startUpstream();
-  flowConn = new Redis(redis.url, { maxRetriesPerRequest: null });
-  flow = new FlowProducer({ connection: flowConn, prefix: 'fleetq' });
   await startHost('ops-a');
   await startHost('ops-b');
 });
@@ -78,8 +74,6 @@ afterAll(async () => {
     await h.restores.close();
     removeRoot(h.root);
   }
-  await flow?.close();
-  flowConn?.disconnect();
   await upstream?.stop();
 });
 
@@ -111,9 +105,9 @@ describe('retry tooling after an incident', () => {
     // A fake cocoon that fails: one restore fails permanently in the cocoon step.
     const img = freshImage();
     const url = upstream.serve('/incident/restore', img.body);
-    plantSnapshot(hosts['ops-b']!.root, 'golden', { image: url, image_digest: img.digest });
-    setCocoonFault(hosts['ops-b']!.root, { exitCode: 1, stderr: 'Error: unknown flag: --frobnicate', only: 'clone' });
-    const r = await enqueueRestore(flow, { kind: 'clone', snapshot: 'golden', name: 'vm-incident', image: url, imageDigest: img.digest }, { host: 'ops-b', attempts: 2, backoffMs: 20 });
+    plantSnapshot(hosts['ops-b']!.root, { name: 'golden', image: url, imageDigest: img.digest });
+    setCocoonFault(hosts['ops-b']!.root, { only: 'clone', at: 'network', message: 'no conflist found in /etc/cni/net.d' });
+    const r = await enqueueRestore(hosts['ops-b']!.restores.queue, { kind: 'clone', snapshot: 'golden', name: 'vm-incident' }, { host: 'ops-b', attempts: 2, backoffMs: 20 });
     failedRestoreId = r.jobId;
     for (const id of failedImageIds) expect((await hosts['ops-a']!.images.settle(id)).state).toBe('failed');
     expect((await hosts['ops-b']!.restores.settle(failedRestoreId)).state).toBe('failed');
@@ -174,26 +168,28 @@ describe('retry tooling after an incident', () => {
     expect(r.entries).toEqual([{ id: failedRestoreId, host: 'ops-b', queue: 'restores', result: 'retried' }]);
     const done = await hosts['ops-b']!.restores.settle(failedRestoreId);
     expect(done.state).toBe('completed');
-    expect(vmRecord(hosts['ops-b']!.root, 'vm-incident')).toBeDefined();
+    expect(readVm(hosts['ops-b']!.root, 'vm-incident')).toMatchObject({ state: 'running' });
     expect(await cliJson('dlq', 'ls', '--host', 'ops-b')).toEqual([]);
   });
 
-  it('a restore whose image child failed is retried as a fresh flow; its child is skipped', async () => {
+  it('a restore whose image job failed is retried in place with a fresh image job; the old image job is not retried on its own', async () => {
     const img = freshImage();
     const path = '/incident/late-image';
-    plantSnapshot(hosts['ops-b']!.root, 'golden-late', { image: upstream.url(path), image_digest: img.digest });
-    const r = await enqueueRestore(flow, { kind: 'clone', snapshot: 'golden-late', name: 'vm-late', image: upstream.url(path), imageDigest: img.digest }, { host: 'ops-b', attempts: 1, backoffMs: 20 });
+    plantSnapshot(hosts['ops-b']!.root, { name: 'golden-late', image: upstream.url(path), imageDigest: img.digest });
+    const r = await enqueueRestore(hosts['ops-b']!.restores.queue, { kind: 'clone', snapshot: 'golden-late', name: 'vm-late' }, { host: 'ops-b', attempts: 1, backoffMs: 20 });
     expect((await hosts['ops-b']!.restores.settle(r.jobId)).failedReason).toMatch(/HTTP 404/);
+    const oldChild = imageChildId(r.jobId, 0);
+    expect((await hosts['ops-b']!.images.queue.getJob(oldChild))!.failedReason).toMatch(/HTTP 404/);
     upstream.serve(path, img.body); // the image is published at last
 
     const out = await cliJson('retry', '--host', 'ops-b', '--reason', 'HTTP 404');
     const byId = Object.fromEntries(out.jobs.map((j: any) => [j.id, j]));
-    expect(byId[r.jobId]).toMatchObject({ action: 'reflowed', newId: `${r.jobId}-r` });
-    expect(byId[r.imageJobId]).toMatchObject({ action: 'skipped', why: `belongs to restore ${r.jobId}: retry that` });
-    const done = await hosts['ops-b']!.restores.settle(`${r.jobId}-r`);
+    expect(byId[r.jobId]).toMatchObject({ action: 'retried', removedImageJobs: [oldChild] });
+    expect(byId[oldChild]?.action ?? 'skipped').toBe('skipped');
+    const done = await hosts['ops-b']!.restores.settle(r.jobId);
     expect(done.failedReason).toBeUndefined();
-    expect(done.value).toMatchObject({ vm: 'vm-late', outcome: 'done', digest: img.digest });
-    expect(await hosts['ops-b']!.restores.queue.getJob(r.jobId)).toBeUndefined();
+    expect(done.value).toMatchObject({ vm: 'vm-late', outcome: 'done', digest: img.digest, imageJobId: oldChild });
+    expect((await hosts['ops-b']!.images.queue.getJob(oldChild))!.returnvalue).toMatchObject({ outcome: 'pulled' });
   });
 
   it('dlq purge removes entries older than a duration', async () => {
@@ -217,13 +213,13 @@ describe('retry tooling after an incident', () => {
 });
 
 describe('reroute a stopped host\'s work', () => {
-  it('refuses a down target, then moves restores (with their image jobs) and pulls to a live host, which completes them', async () => {
+  it('refuses a down target, then moves restores and pulls to a live host, which completes them', async () => {
     const c = await startHost('ops-c');
     expect(await c.worker!.stop()).toBe(0);
     const img = freshImage();
     const url = upstream.serve('/reroute/win11', img.body);
-    plantSnapshot(hosts['ops-b']!.root, 'golden-rr', { image: url, image_digest: img.digest });
-    const restore = await enqueueRestore(flow, { kind: 'clone', snapshot: 'golden-rr', name: 'vm-rerouted', image: url, imageDigest: img.digest }, { host: 'ops-c', attempts: 2, backoffMs: 20 });
+    plantSnapshot(hosts['ops-b']!.root, { name: 'golden-rr', image: url, imageDigest: img.digest });
+    const restore = await enqueueRestore(c.restores.queue, { kind: 'clone', snapshot: 'golden-rr', name: 'vm-rerouted' }, { host: 'ops-c', attempts: 2, backoffMs: 20 });
     const pull = await enqueueEnsureImage(c.images.queue, { image: url, imageDigest: img.digest, force: true }, { host: 'ops-c', attempts: 2, backoffMs: 20 });
     // Wait until ops-c's heartbeat is stale.
     await new Promise<void>((resolve) => {
@@ -242,14 +238,14 @@ describe('reroute a stopped host\'s work', () => {
 
     const r = await cliJson('reroute', '--from-host', 'ops-c', '--to-host', 'ops-b');
     expect(r.summary).toMatchObject({ moved: 2 });
-    expect(r.jobs.filter((j: any) => j.action === 'skip').map((j: any) => j.why)).toEqual([`moves with restore ${restore.jobId}`]);
+    expect(r.jobs.filter((j: any) => j.action === 'skip')).toEqual([]);
     expect(await c.images.queue.getJobCounts('wait', 'prioritized', 'waiting-children', 'delayed')).toEqual({ wait: 0, prioritized: 0, 'waiting-children': 0, delayed: 0 });
     expect(await c.restores.queue.getJobCounts('wait', 'waiting-children')).toEqual({ wait: 0, 'waiting-children': 0 });
 
     const b = hosts['ops-b']!;
     expect((await b.restores.settle(restore.jobId)).value).toMatchObject({ vm: 'vm-rerouted', outcome: 'done', digest: img.digest });
     expect((await b.images.settle(pull.jobId)).state).toBe('completed');
-    expect(vmRecord(b.root, 'vm-rerouted')).toBeDefined();
+    expect(readVm(b.root, 'vm-rerouted')).toMatchObject({ state: 'running' });
     // Re-running is safe: nothing left to move.
     expect((await cliJson('reroute', '--from-host', 'ops-c', '--to-host', 'ops-b')).summary.moved).toBe(0);
   });

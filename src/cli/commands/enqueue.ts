@@ -136,7 +136,7 @@ export function registerEnqueue(program: Command): void {
   ).action(async (opts: RestoreFlags) => {
     const cfg = cliConfig();
     const num = (v: string | undefined) => (v !== undefined && /^\d+$/.test(v) ? Number(v) : v);
-    const input = {
+    const flags = {
       kind: opts.kind,
       snapshot: opts.snapshot,
       vm: opts.vm,
@@ -149,7 +149,9 @@ export function registerEnqueue(program: Command): void {
       storage: opts.storage,
       nics: num(opts.nics),
       onDemand: opts.onDemand ? true : undefined,
-    } as RestoreInput;
+    };
+    // Flags not given are absent, not undefined: each kind's contract refuses the other kind's fields.
+    const input = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) as RestoreInput;
     asUsageError(() => parsePayload(RestorePayload, input, RESTORE));
     const handle = await openQueue(cfg, restoreQueueName(opts.host), Boolean(opts.wait));
     try {
