@@ -6,3 +6,5 @@ export { Digest, ImageUrl } from './jobs/contracts/common.js';
 export { enqueueEnsureImage, type Enqueued, type EnqueueOptions } from './queues/enqueue-ensure-image.js';
 export { imageQueueName, restoreQueueName, queueName } from './queues/names.js';
 export { decidePull, type PullDecision, type StoreView } from './policy/pull-policy.js';
+export { RESTORE, RestorePayload, RestoreResult, type RestoreInput } from './jobs/contracts/restore.js';
+export { enqueueRestore, type EnqueuedRestore, type RestoreEnqueueOptions } from './queues/enqueue-restore.js';

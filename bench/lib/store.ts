@@ -1,8 +1,10 @@
 /** Bench-side helpers on a cocoon root: plant or remove blobs, plant snapshots for the fake cocoon. */
-import { chmod, copyFile, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { blobPath, storePaths } from '../../src/store/paths.js';
+import { plantSnapshot as plantCocoonSnapshot, setHostCores } from '../../test/helpers/cocoon.js';
 import type { BenchImage } from './images.js';
+import { FAKE_COCOON } from './paths.js';
 
 export async function plantBlob(root: string, img: BenchImage): Promise<void> {
   const p = storePaths(root);
@@ -25,14 +27,18 @@ export async function removeBlob(root: string, img: BenchImage): Promise<void> {
   await Promise.all(names.map((n) => rm(join(p.temp, n), { force: true })));
 }
 
-/** <root>/snapshots/<name>.json as test/helpers/cocoon.ts plants it for the fake cocoon. */
+/** A cocoon snapshot record (+ overlay backed by the image's blob path), as the fake cocoon reads it. */
 export async function plantSnapshot(root: string, name: string, img: { url: string; digest: string }): Promise<void> {
-  await mkdir(join(root, 'snapshots'), { recursive: true });
-  await writeFile(join(root, 'snapshots', `${name}.json`), JSON.stringify({ name, image_type: 'cloudimg', image: img.url, image_digest: img.digest }));
+  plantCocoonSnapshot(root, { name, image: img.url, imageDigest: img.digest });
 }
 
-/** Drop the VMs the fake cocoon made (overlays and records) between runs. */
+/** Environment for a worker driving the fake cocoon on `root` (run/log dirs inside it). */
+export function fakeCocoonEnv(root: string): Record<string, string> {
+  setHostCores(root, 64);
+  return { FLEETQ_COCOON_BIN: FAKE_COCOON, FLEETQ_COCOON_RUN_DIR: join(root, 'run'), FLEETQ_COCOON_LOG_DIR: join(root, 'log') };
+}
+
+/** Drop the VMs the fake cocoon made (records, overlays, logs) between runs. */
 export async function removeVms(root: string): Promise<void> {
-  await rm(join(root, 'vms'), { recursive: true, force: true });
-  await rm(join(root, 'run'), { recursive: true, force: true });
+  for (const dir of ['cloudhypervisor', 'run', 'log']) await rm(join(root, dir), { recursive: true, force: true });
 }

@@ -17,12 +17,11 @@ import type { BenchContext } from '../lib/context.js';
 import { measured } from '../lib/context.js';
 import { statsDelta } from '../lib/http.js';
 import type { BenchImage } from '../lib/images.js';
-import { FAKE_COCOON } from '../lib/paths.js';
 import { startWorker, type BenchWorker } from '../lib/procs.js';
 import { addJobs, assertCompleted, fetchJobs, openQueue, type QueueHandle, waitIdle } from '../lib/queue.js';
 import { type Row, row } from '../lib/report.js';
 import { median, percentile, summarise } from '../lib/stats.js';
-import { plantSnapshot, removeBlob, removeVms } from '../lib/store.js';
+import { fakeCocoonEnv, plantSnapshot, removeBlob, removeVms } from '../lib/store.js';
 
 const HOST = 'bench-fan';
 const DIGESTS = 10;
@@ -92,7 +91,7 @@ export async function fanOut(ctx: BenchContext): Promise<Row[]> {
         FLEETQ_PREFIX: ctx.prefix,
         FLEETQ_CONCURRENCY: '10',
         FLEETQ_RESTORE_CONCURRENCY: '4',
-        FLEETQ_COCOON_BIN: FAKE_COCOON,
+        ...fakeCocoonEnv(root),
       },
     });
     const images = openQueue(ctx.redisUrl, imageQueueName(HOST), ctx.prefix);

@@ -10,12 +10,11 @@ import { join } from 'node:path';
 import { imageQueueName, restoreQueueName } from '../../src/queues/names.js';
 import type { BenchContext } from '../lib/context.js';
 import { measured } from '../lib/context.js';
-import { FAKE_COCOON } from '../lib/paths.js';
 import { startWorker, type BenchWorker } from '../lib/procs.js';
 import { openQueue, type QueueHandle } from '../lib/queue.js';
 import { type Row, row } from '../lib/report.js';
 import { percentile, summarise } from '../lib/stats.js';
-import { plantSnapshot, removeBlob, removeVms } from '../lib/store.js';
+import { fakeCocoonEnv, plantSnapshot, removeBlob, removeVms } from '../lib/store.js';
 import { runRestores, smallImages } from './fan-out.js';
 
 const DIGESTS = 5;
@@ -54,7 +53,7 @@ export async function fleet(ctx: BenchContext): Promise<Row[]> {
             FLEETQ_PREFIX: ctx.prefix,
             FLEETQ_CONCURRENCY: '10',
             FLEETQ_RESTORE_CONCURRENCY: '2',
-            FLEETQ_COCOON_BIN: FAKE_COCOON,
+            ...fakeCocoonEnv(roots.get(h)!),
           },
         }),
       ),

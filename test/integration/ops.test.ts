@@ -124,8 +124,8 @@ describe('retry tooling after an incident', () => {
 
     const show = await cliJson('jobs', 'show', failedRestoreId);
     expect(show).toMatchObject({ id: failedRestoreId, host: 'ops-b', state: 'failed', name: 'restore', attemptsMade: 1 });
-    expect(show.failedReason).toMatch(/E_COCOON_BAD_ARGS/);
-    expect(show.logs.join('\n')).toMatch(/\[cocoon stderr\] Error: unknown flag: --frobnicate/);
+    expect(show.failedReason).toMatch(/E_COCOON_NETWORK/);
+    expect(show.logs.join('\n')).toMatch(/\[cocoon stderr\] Error: init network: no conflist found/);
   });
 
   it('jobs whose retries are exhausted are dead-lettered with host, queue, original id, payload and reason', async () => {
