@@ -335,6 +335,18 @@ describe('idempotent clones with the real CLI\'s records', () => {
     expect(clones(h.root)).toBe(0);
   });
 
+  it('a young "creating" record of that name (a clone maybe still running) → retried later, never cloned over', async () => {
+    const h = await host('r-creating');
+    const img = freshImage();
+    plantBlob(h.root, img.hex, img.body);
+    plantSnapshot(h.root, { name: 'golden', image: 'https://e/w', imageDigest: img.digest });
+    plantVm(h.root, { name: 'vm-busy', state: 'creating', image: 'https://e/w', imageDigest: img.digest });
+    const r = await h.restores.settle((await h.restore({ kind: 'clone', snapshot: 'golden', name: 'vm-busy' }, 2)).jobId);
+    expect(r.attemptsMade).toBe(2); // transient: retried
+    expect(r.failedReason).toMatch(/VM vm-busy .* is still being created .*retrying later/);
+    expect(clones(h.root)).toBe(0);
+  });
+
   it('somebody else\'s VM of that name → permanent, no clone', async () => {
     const h = await host('r-taken');
     const img = freshImage();
