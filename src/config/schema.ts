@@ -66,7 +66,18 @@ export const ConfigSchema = z.object({
   maxImageSize: size.pipe(z.number().min(4, 'must be at least 4 bytes')).default(20 * 1024 ** 3),
   downloadTimeoutMs: duration.pipe(z.number().positive()).default(30 * 60_000),
   downloadIdleTimeoutMs: duration.pipe(z.number().positive()).default(60_000),
-  maxRedirects: z.coerce.number().int().min(0).max(20).default(5),
+  maxRedirects: z.coerce.number().int().min(0).max(5, 'must be at most 5').default(5),
+  /** A download slower than minRate bytes over rateWindowMs is aborted as a stall (slowloris). 0 disables. */
+  minRate: size.default(64 * 1024),
+  rateWindowMs: duration.pipe(z.number().min(1000, 'must be at least 1s')).default(30_000),
+  /**
+   * Allowed image destinations: comma-separated origins (https://h:443), hosts (h, *.example.com)
+   * or CIDRs (10.0.0.0/8). Unset = any public or private address except the always-refused ones
+   * (link-local/metadata, fleetq's own Redis). Parsed by fetch/destination-policy.
+   */
+  imageAllow: z.string().optional(),
+  /** A pull that hit a full store is retried this much later (no attempt used); meanwhile the host takes no pulls. */
+  storeFullRetryMs: duration.pipe(z.number().min(1000, 'must be at least 1s')).default(5 * 60_000),
   attempts: positiveInt.max(100).default(5),
   backoffMs: duration.default(5_000),
   jobLockMs: duration.pipe(z.number().min(1000, 'must be at least 1s')).default(30_000),
@@ -119,6 +130,10 @@ export const ENV_VARS = {
   downloadTimeoutMs: 'FLEETQ_DOWNLOAD_TIMEOUT',
   downloadIdleTimeoutMs: 'FLEETQ_DOWNLOAD_IDLE_TIMEOUT',
   maxRedirects: 'FLEETQ_MAX_REDIRECTS',
+  minRate: 'FLEETQ_MIN_RATE',
+  rateWindowMs: 'FLEETQ_RATE_WINDOW',
+  imageAllow: 'FLEETQ_IMAGE_ALLOW',
+  storeFullRetryMs: 'FLEETQ_STORE_FULL_RETRY',
   attempts: 'FLEETQ_ATTEMPTS',
   backoffMs: 'FLEETQ_BACKOFF',
   jobLockMs: 'FLEETQ_JOB_LOCK',

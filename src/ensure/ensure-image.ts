@@ -9,10 +9,13 @@
 import type { Dispatcher } from 'undici';
 import type { JobLog } from '../lib/lazy-log.js';
 import type { EnsureImagePayload, EnsureImageResult, PullProgress } from '../jobs/contracts/ensure-image.js';
-import { download } from '../fetch/download.js';
+import { fetchImage } from '../fetch/fetch-image.js';
+import { LockLostError } from '../lock/lock-errors.js';
+import { BlobWriter } from '../store/blob-writer.js';
+import { BodyRejectedError, IndexCorruptError } from '../store/store-errors.js';
 import type { PullCoordinator } from '../lock/pull-coordinator.js';
 import { decidePull, type PolicyOptions, pullKey } from '../policy/pull-policy.js';
-import { commitBlob, ensureLayout, newTempPath } from '../store/blob-store.js';
+import { ensureLayout } from '../store/blob-store.js';
 import { ensureReferenced, IndexReferences } from '../store/image-index.js';
 import type { StorePaths } from '../store/paths.js';
 import { redactUrl } from '../lib/redact.js';
@@ -25,6 +28,9 @@ export interface EnsureDeps {
   qemuImg: string;
   maxImageSize: number;
   downloadTimeoutMs: number;
+  /** FLEETQ_MIN_RATE bytes per FLEETQ_RATE_WINDOW, else the download is a stall (0 = off). */
+  minRate?: number;
+  rateWindowMs?: number;
   policy?: PolicyOptions;
   userAgent?: string;
   /** Cache of the digests images.json references (one per store). */
@@ -45,9 +51,15 @@ function referencesOf(deps: EnsureDeps): IndexReferences {
  * Cheap on the hot path: the referenced set is re-read only when the file changes.
  */
 async function keepReferenced(deps: EnsureDeps, url: string, present: Present, log: JobLog): Promise<void> {
-  if (await referencesOf(deps).has(deps.paths, present.digest)) return;
-  if (await ensureReferenced(deps.paths, url, present.digest, present.size)) {
-    log.info({ digest: present.digest }, 'pinned blob was not referenced by images.json: recorded it so cocoon gc keeps it');
+  try {
+    if (await referencesOf(deps).has(deps.paths, present.digest)) return;
+    if (await ensureReferenced(deps.paths, url, present.digest, present.size)) {
+      log.info({ digest: present.digest }, 'pinned blob was not referenced by images.json: recorded it so cocoon gc keeps it');
+    }
+  } catch (err) {
+    // A pinned blob on disk is present whatever the index says; an unreadable index is never overwritten.
+    if (!(err instanceof IndexCorruptError)) throw err;
+    log.warn({ err: err.message }, 'images.json is unreadable: the present blob is not indexed, and cocoon gc may delete it');
   }
 }
 
@@ -55,6 +67,8 @@ export interface EnsureContext {
   log: JobLog;
   signal?: AbortSignal | undefined;
   onProgress?: ((p: PullProgress) => void) | undefined;
+  /** The job's own log (BullMQ job.log), for what an operator must read. */
+  jobLog?: ((line: string) => void) | undefined;
   /** Called once when the job had to go through the pull lock, with how long it waited. */
   onLockWait?: ((ms: number) => void) | undefined;
 }
@@ -94,31 +108,49 @@ export async function ensureImage(payload: EnsureImagePayload, deps: EnsureDeps,
     signal: ctx.signal,
     // A forced job re-downloads even if the blob appeared meanwhile, but only once.
     recheck: async () => (payload.force && !forcedDone ? undefined : presentFromStore()),
-    lead: async (signal) => {
+    lead: async (signal, fence) => {
       await ensureLayout(deps.paths);
-      const dl = await download({
-        url,
-        tempPath: newTempPath(deps.paths),
-        dispatcher: deps.dispatcher,
-        maxBytes: deps.maxImageSize,
-        totalTimeoutMs: deps.downloadTimeoutMs,
-        expectDigest: decision.expectDigest,
-        signal,
-        onProgress: ctx.onProgress,
-        userAgent: deps.userAgent,
-      });
-      // Rename into blobs/ and the index entry in one section under images.lock.
-      const blob = await commitBlob(deps.paths, {
-        tempPath: dl.tempPath,
-        digest: dl.digest,
-        ref: url,
-        sniffed: dl.sniffed,
-        qemuImg: deps.qemuImg,
-        signal,
-      });
-      forcedDone = true;
-      ctx.log.info({ digest: blob.digest, bytes: dl.bytes, size: blob.size, url: redactUrl(url) }, 'image pulled');
-      return { outcome: 'pulled', digest: blob.digest, path: blob.path, size: blob.size, bytesDownloaded: dl.bytes };
+      const writer = await BlobWriter.create(deps.paths, { source: url, maxBytes: deps.maxImageSize, expectDigest: decision.expectDigest, qemuImg: deps.qemuImg, signal });
+      try {
+        const res = await fetchImage({
+          url,
+          dispatcher: deps.dispatcher,
+          totalTimeoutMs: deps.downloadTimeoutMs,
+          minRate: deps.minRate ?? 0,
+          rateWindowMs: deps.rateWindowMs ?? 30_000,
+          signal,
+          onProgress: ctx.onProgress,
+          userAgent: deps.userAgent,
+        });
+        try {
+          writer.expectLength(res.declaredLength);
+          if (res.framing === 'close' && !decision.expectDigest) {
+            // Only a pin can tell a body cut short from a complete one when the server just closes the connection.
+            throw new BodyRejectedError(
+              `${res.shownUrl} sent neither Content-Length nor chunked encoding, so a cut body would look complete; refusing it unpinned (pin the digest with --digest to pull from this server)`,
+            );
+          }
+          for await (const chunk of res.chunks()) await writer.write(chunk);
+        } finally {
+          res.destroy();
+        }
+        // Verify, prove safe, convert, re-check; then blob rename + index entry in one images.lock section.
+        const done = await writer.commit({ ref: url, fence });
+        forcedDone = true;
+        if (done.warning) {
+          ctx.log.warn({ digest: done.blob.digest }, done.warning);
+          ctx.jobLog?.(`warning: ${done.warning}`);
+        }
+        if (done.indexed === 'pinned-ref') {
+          throw new LockLostError(
+            `lost the pull lock before recording ${redactUrl(url)}: the verified blob ${done.blob.digest} is kept (indexed as its own digest entry) but the URL's entry was left to the newer leader; retried`,
+          );
+        }
+        ctx.log.info({ digest: done.blob.digest, bytes: done.bytes, size: done.blob.size, url: redactUrl(url) }, 'image pulled');
+        return { outcome: 'pulled', digest: done.blob.digest, path: done.blob.path, size: done.blob.size, bytesDownloaded: done.bytes };
+      } finally {
+        await writer.abort();
+      }
     },
   });
   ctx.onLockWait?.(outcome.lockWaitMs);

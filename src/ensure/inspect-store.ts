@@ -3,6 +3,7 @@ import type { StoreView } from '../policy/pull-policy.js';
 import { type BlobInfo, statBlob } from '../store/blob-store.js';
 import { lookupUrl } from '../store/image-index.js';
 import type { StorePaths } from '../store/paths.js';
+import { IndexCorruptError } from '../store/store-errors.js';
 
 export interface StoreSnapshot {
   view: StoreView;
@@ -16,7 +17,13 @@ export async function inspectStore(paths: StorePaths, url: string, pinned: strin
     // The pinned blob is there: the URL cache does not matter, skip reading it.
     return { view: { pinned, pinnedBlobValid: true, urlEntryBlobValid: false }, pinnedBlob };
   }
-  const entry = await lookupUrl(paths, url);
+  let entry;
+  try {
+    entry = await lookupUrl(paths, url);
+  } catch (err) {
+    // A pinned digest is decided by the blob on disk: an unreadable index only loses the "stale cache" hint.
+    if (!(pinned && err instanceof IndexCorruptError)) throw err;
+  }
   const urlBlob = entry ? await statBlob(paths, entry.content_sum, entry.size) : undefined;
   return {
     view: {

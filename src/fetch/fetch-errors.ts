@@ -38,3 +38,33 @@ export class DownloadTimeoutError extends AppError {
   readonly code = 'E_TIMEOUT' as const;
   readonly permanent = false;
 }
+
+/** Fewer than FLEETQ_MIN_RATE bytes in FLEETQ_RATE_WINDOW (a slowloris or a dying link). Transient. */
+export class DownloadStalledError extends AppError {
+  readonly code = 'E_STALLED' as const;
+  readonly permanent = false;
+}
+
+/**
+ * The destination (first URL or a redirect hop) is refused by the destination
+ * policy (FLEETQ_IMAGE_ALLOW, link-local/metadata, fleetq's own Redis). Decided
+ * before any socket is opened, so the message cannot tell an open port from a
+ * closed one. Permanent.
+ */
+export class DestinationRefusedError extends AppError {
+  readonly code = 'E_DESTINATION_REFUSED' as const;
+  readonly permanent = true;
+  constructor(
+    /** host:port as requested (plus the resolved address when the host is a name). */
+    readonly destination: string,
+    readonly reason: string,
+  ) {
+    super(`destination refused by policy: ${destination} (${reason})`);
+  }
+}
+
+/** A redirect that must not be followed: non-http(s) target, a loop, or too many hops. Permanent. */
+export class RedirectError extends AppError {
+  readonly code = 'E_REDIRECT' as const;
+  readonly permanent = true;
+}

@@ -11,7 +11,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { Mutex } from 'redis-semaphore';
 import { errorMessage } from '../lib/errors.js';
-import { flightKey, type PullKey, pullLockKey, pullReleasedChannel } from './keys.js';
+import { flightKey, mutexRedisKey, type PullKey, pullLockKey, pullReleasedChannel } from './keys.js';
 import { LockLostError } from './lock-errors.js';
 import type { ReleaseNotifier } from './release-notifier.js';
 
@@ -28,8 +28,13 @@ export interface RunSpec<R> {
   key: PullKey;
   /** Returns a result when the work is already done (by someone else). */
   recheck: () => Promise<R | undefined>;
-  /** The work, run only by the leader while it holds the lock. */
-  lead: (signal: AbortSignal) => Promise<R>;
+  /**
+   * The work, run only by the leader while it holds the lock. `fence()` says,
+   * with a Redis round trip, whether the lock is still this leader's: call it
+   * inside the critical section of a write that must not land after a newer
+   * leader's (a leader paused past the TTL may not notice in time otherwise).
+   */
+  lead: (signal: AbortSignal, fence: () => Promise<boolean>) => Promise<R>;
   signal?: AbortSignal | undefined;
 }
 
@@ -85,7 +90,8 @@ export class PullCoordinator {
             const done = await spec.recheck();
             if (done !== undefined) return { result: done, role: 'follower', lockWaitMs };
             const signal = spec.signal ? AbortSignal.any([spec.signal, lost.signal]) : lost.signal;
-            const result = await spec.lead(signal);
+            const fence = async () => !lost.signal.aborted && (await redis.get(mutexRedisKey(lockKey))) === mutex.identifier;
+            const result = await spec.lead(signal, fence);
             return { result, role: 'leader', lockWaitMs };
           } finally {
             await mutex.release().catch((err) => log.warn({ err: errorMessage(err), lockKey }, 'pull lock release failed'));

@@ -50,7 +50,10 @@ export function decidePull(view: StoreView, opts: PolicyOptions = {}): PullDecis
   return { action: 'download', reason: 'cached-blob-invalid' };
 }
 
-/** The key that serialises downloads on one host: the digest when pinned, else the URL. */
-export function pullKey(pinned: string | undefined, url: string): { kind: 'digest' | 'url'; value: string } {
-  return pinned ? { kind: 'digest', value: pinned } : { kind: 'url', value: url };
+/**
+ * The key that serialises downloads on one host: the digest when pinned (with
+ * the URL, which splits in-process flights but not the lock), else the URL.
+ */
+export function pullKey(pinned: string | undefined, url: string): { kind: 'digest' | 'url'; value: string; url?: string } {
+  return pinned ? { kind: 'digest', value: pinned, url } : { kind: 'url', value: url };
 }

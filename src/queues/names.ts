@@ -10,9 +10,15 @@ export function queueName(kind: QueueKind, host: string): string {
 export const imageQueueName = (host: string) => queueName('images', host);
 export const restoreQueueName = (host: string) => queueName('restores', host);
 
-/** Deduplication id for an ensure-image job: one pending job per (host, digest or URL, force). */
+/**
+ * Deduplication id for an ensure-image job: one pending job per (host, URL,
+ * digest, force). The URL is part of it for pinned jobs too: a digest
+ * mismatch is a verdict on (URL, digest), so a job pinning D through a good
+ * URL must not collapse into one pinning D through a bad URL.
+ */
 export function ensureImageDedupId(host: string, image: string, digest: string | undefined, force: boolean | undefined): string {
-  const what = digest ? `d-${digest.slice('sha256:'.length)}` : `u-${createHash('sha256').update(image).digest('hex').slice(0, 40)}`;
+  const url = `u-${createHash('sha256').update(image).digest('hex').slice(0, 40)}`;
+  const what = digest ? `d-${digest.slice('sha256:'.length)}.${url}` : url;
   return `ensure-image.${host}.${what}${force ? '.force' : ''}`;
 }
 

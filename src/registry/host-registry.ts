@@ -20,12 +20,17 @@ export const WorkerAnnouncement = z.object({
   queues: z.array(z.string()),
   startedAt: z.number(),
   lastSeen: z.number(),
+  /** The store as this worker last found it: `disk-full` (pulls paused) or `store-unwritable` (read-only, permissions). */
+  health: z.enum(['ok', 'disk-full', 'store-unwritable']).default('ok'),
+  healthDetail: z.string().optional(),
 });
 export type WorkerAnnouncement = z.infer<typeof WorkerAnnouncement>;
 
 export interface HostInfo {
   host: string;
   state: 'up' | 'down';
+  /** The worst store health among the live workers. */
+  health: WorkerAnnouncement['health'];
   lastSeen: number;
   workers: WorkerAnnouncement[];
 }
@@ -34,9 +39,11 @@ export function newInstanceId(): string {
   return `${process.pid}-${randomBytes(4).toString('hex')}`;
 }
 
-export async function announce(redis: Redis, prefix: string, a: Omit<WorkerAnnouncement, 'lastSeen' | 'machine'>, now = Date.now()): Promise<void> {
+export type Announcement = Omit<WorkerAnnouncement, 'lastSeen' | 'machine' | 'health'> & Partial<Pick<WorkerAnnouncement, 'health'>>;
+
+export async function announce(redis: Redis, prefix: string, a: Announcement, now = Date.now()): Promise<void> {
   const k = registryKeys(prefix);
-  const full: WorkerAnnouncement = { ...a, machine: hostname(), lastSeen: now };
+  const full: WorkerAnnouncement = { ...a, health: a.health ?? 'ok', machine: hostname(), lastSeen: now };
   await redis.multi().hset(k.host(a.host), a.instance, JSON.stringify(full)).zadd(k.hosts, 'GT', now, a.host).exec();
 }
 
@@ -58,7 +65,8 @@ export async function listHosts(redis: Redis, prefix: string, downAfterMs: numbe
       .map((r) => r.data!)
       .filter((w) => now - w.lastSeen <= downAfterMs);
     const lastSeen = Number(raw[i + 1]);
-    hosts.push({ host, lastSeen, state: workers.length > 0 && now - lastSeen <= downAfterMs ? 'up' : 'down', workers });
+    const health = workers.some((w) => w.health === 'store-unwritable') ? 'store-unwritable' : workers.some((w) => w.health === 'disk-full') ? 'disk-full' : 'ok';
+    hosts.push({ host, lastSeen, state: workers.length > 0 && now - lastSeen <= downAfterMs ? 'up' : 'down', health, workers });
   }
   return hosts.sort((a, b) => a.host.localeCompare(b.host));
 }

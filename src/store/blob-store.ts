@@ -1,17 +1,14 @@
 /**
- * Blobs in cocoon's cloudimg layout. Content is invisible until committed:
- * downloads live in temp/, and a blob appears under blobs/ only by an atomic
- * rename of a verified, fsynced, read-only file.
+ * Blobs in cocoon's cloudimg layout: layout, lookups and temp housekeeping.
+ * Content is invisible until committed: downloads live in temp/, and a blob
+ * appears under blobs/ only through `BlobWriter.commit` (blob-writer.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { lstatSync } from 'node:fs';
-import { chmod, lstat, mkdir, readdir, rename, stat } from 'node:fs/promises';
+import { lstat, mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { convertToQcow2 } from './convert.js';
-import { fsyncDir, fsyncFile, removeIfExists } from './fs-atomic.js';
-import { readIndex, setUrlEntry, withIndexLock, writeIndex } from './image-index.js';
+import { removeIfExists } from './fs-atomic.js';
 import { blobPath, type StorePaths } from './paths.js';
-import type { Sniffed } from './sniff.js';
 
 export interface BlobInfo {
   digest: string;
@@ -48,58 +45,6 @@ export async function statBlob(paths: StorePaths, digest: string, expectedSize?:
 
 export function newTempPath(paths: StorePaths): string {
   return join(paths.temp, `${TEMP_PREFIX}${process.pid}-${randomBytes(8).toString('hex')}.img`);
-}
-
-export interface CommitOptions {
-  tempPath: string;
-  digest: string;
-  /** The index key to point at the blob (the URL it was pulled from). */
-  ref: string;
-  sniffed: Sniffed;
-  qemuImg: string;
-  signal?: AbortSignal;
-}
-
-/**
- * Move a verified download into blobs/<hex>.qcow2 (converting raw/old qcow2
- * first) and point `ref` at it in images.json — the rename and the index
- * entry in one section under db/images.lock, as cocoon commits a pull (§9), so
- * `cocoon gc` (which takes the same lock) never sees the blob unreferenced.
- * The temp file is consumed on success and removed on failure. Committing a
- * digest that is already present only records the entry (idempotent).
- */
-export async function commitBlob(paths: StorePaths, opts: CommitOptions): Promise<BlobInfo> {
-  const target = blobPath(paths, opts.digest);
-  let source = opts.tempPath;
-  const converted = `${opts.tempPath}.qcow2`;
-  try {
-    if (opts.sniffed.kind !== 'rejected' && opts.sniffed.needsConversion) {
-      await convertToQcow2(opts.qemuImg, opts.tempPath, converted, opts.signal);
-      await fsyncFile(converted);
-      await removeIfExists(opts.tempPath);
-      source = converted;
-    }
-    opts.signal?.throwIfAborted();
-    await chmod(source, 0o444);
-    return await withIndexLock(paths, async () => {
-      let blob = await statBlob(paths, opts.digest);
-      if (blob) {
-        await removeIfExists(source);
-      } else {
-        await rename(source, target);
-        await fsyncDir(paths.blobs);
-        blob = { digest: opts.digest, path: target, size: (await stat(target)).size };
-      }
-      const index = await readIndex(paths);
-      setUrlEntry(index, opts.ref, blob.digest, blob.size);
-      await writeIndex(paths, index);
-      return blob;
-    });
-  } catch (err) {
-    await removeIfExists(opts.tempPath);
-    await removeIfExists(converted);
-    throw err;
-  }
 }
 
 /** Remove temp files untouched for longer than `maxAgeMs` (left by a crashed process). */

@@ -14,10 +14,10 @@ import { statSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { Digest } from '../jobs/contracts/common.js';
-import { InternalError } from '../lib/errors.js';
 import { withFileLock } from './file-lock.js';
 import { writeFileAtomic } from './fs-atomic.js';
 import type { StorePaths } from './paths.js';
+import { IndexCorruptError } from './store-errors.js';
 
 export const IndexEntry = z.looseObject({
   ref: z.string(),
@@ -32,6 +32,9 @@ export const ImageIndex = z.looseObject({
 });
 export type ImageIndex = z.infer<typeof ImageIndex>;
 
+const REPAIR =
+  'fleetq will not overwrite it; repair it by hand (restore a backup, or move it aside and let pulls re-create entries; until then unindexed blobs are unprotected from `cocoon gc`)';
+
 export async function readIndex(paths: StorePaths): Promise<ImageIndex> {
   let text: string;
   try {
@@ -45,11 +48,11 @@ export async function readIndex(paths: StorePaths): Promise<ImageIndex> {
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new InternalError(`image index ${paths.index} is not valid JSON: ${(err as Error).message}`);
+    throw new IndexCorruptError(`image index ${paths.index} is not valid JSON (${(err as Error).message}): ${REPAIR}`);
   }
   const parsed = ImageIndex.safeParse(json);
   if (!parsed.success) {
-    throw new InternalError(`image index ${paths.index} has an unexpected shape: ${parsed.error.issues[0]?.message}`);
+    throw new IndexCorruptError(`image index ${paths.index} has an unexpected shape (${parsed.error.issues[0]?.message}): ${REPAIR}`);
   }
   return parsed.data;
 }

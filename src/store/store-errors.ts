@@ -33,3 +33,34 @@ export class BlobMissingError extends AppError {
   readonly code = 'E_BLOB_MISSING' as const;
   readonly permanent = false;
 }
+
+/** The store's file system is full (ENOSPC/EDQUOT). Transient, but only once space is freed: retried late. */
+export class StoreFullError extends AppError {
+  readonly code = 'E_STORE_FULL' as const;
+  readonly permanent = false;
+}
+
+/** The store cannot be written at all (read-only file system, permissions). Permanent until an operator fixes it. */
+export class StoreUnwritableError extends AppError {
+  readonly code = 'E_STORE_UNWRITABLE' as const;
+  readonly permanent = true;
+}
+
+/** images.json cannot be read as an index. Never overwritten while so; an unpinned pull cannot be decided. */
+export class IndexCorruptError extends AppError {
+  readonly code = 'E_INDEX_CORRUPT' as const;
+  readonly permanent = true;
+}
+
+/**
+ * Turn a file-system error on the store into what it means for a job:
+ * a full disk, an unwritable store, or (anything else) the error itself.
+ */
+export function storeFsError(err: unknown, what: string): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new StoreFullError(`store is full while ${what} (${code}): free space in FLEETQ_ROOT; the job is retried later`, { cause: err });
+  if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') {
+    return new StoreUnwritableError(`store is not writable while ${what} (${code}): check that FLEETQ_ROOT is mounted read-write and owned by the worker's user`, { cause: err });
+  }
+  return err;
+}

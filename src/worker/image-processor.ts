@@ -1,5 +1,5 @@
 /** BullMQ processor for a host's images queue. */
-import type { Job } from 'bullmq';
+import { DelayedError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { parsePayload } from '../jobs/contracts/common.js';
 import { ENSURE_IMAGE, EnsureImagePayload, type EnsureImageResult } from '../jobs/contracts/ensure-image.js';
@@ -8,17 +8,23 @@ import { InvalidInputError } from '../lib/errors.js';
 import { redactUrl } from '../lib/redact.js';
 import type { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { lazyChild } from '../lib/lazy-log.js';
+import { StoreFullError, StoreUnwritableError } from '../store/store-errors.js';
+import type { StoreHealth } from './store-health.js';
 import { errorCode, isPermanent, toBullmqError } from './to-bullmq-error.js';
 
 export interface ImageProcessorDeps extends EnsureDeps {
   host: string;
   log: Logger;
   metrics?: WorkerMetrics | undefined;
+  /** Store health shared with the worker (registry, pausing pulls). */
+  health?: StoreHealth | undefined;
+  /** FLEETQ_STORE_FULL_RETRY: how much later a pull that hit a full store runs again. */
+  storeFullRetryMs?: number | undefined;
 }
 
 export function createImageProcessor(deps: ImageProcessorDeps) {
   const m = deps.metrics?.forHost(deps.host);
-  return async (job: Job, _token?: string, signal?: AbortSignal): Promise<EnsureImageResult> => {
+  return async (job: Job, token?: string, signal?: AbortSignal): Promise<EnsureImageResult> => {
     const base = lazyChild(deps.log, () => ({ jobId: job.id, host: deps.host, attempt: job.attemptsMade + 1 }));
     const started = performance.now();
     try {
@@ -32,6 +38,9 @@ export function createImageProcessor(deps: ImageProcessorDeps) {
           job.updateProgress(p).catch(() => {});
         },
         onLockWait: (ms) => m?.lockWait.observe(ms / 1000),
+        jobLog: (line) => {
+          job.log(line).catch(() => {});
+        },
       });
       m?.pulls[result.outcome].inc();
       if (result.bytesDownloaded) m?.bytes.inc(result.bytesDownloaded);
@@ -40,6 +49,16 @@ export function createImageProcessor(deps: ImageProcessorDeps) {
       (result.outcome === 'present' ? log.debug : log.info)({ outcome: result.outcome, digest: result.digest, durationMs: result.durationMs }, 'ensure-image done');
       return result;
     } catch (err) {
+      if (err instanceof StoreFullError && token) {
+        // Not the job's fault and not worth an attempt: park it until space is likely back; pulls pause meanwhile.
+        deps.health?.set('disk-full', err.message);
+        const delay = deps.storeFullRetryMs ?? 5 * 60_000;
+        base.warn({ err: err.message, retryInMs: delay }, 'store full: pull parked, pulls paused until space is back');
+        await job.log(`${err.message} (retried in ${Math.round(delay / 1000)}s)`).catch(() => {});
+        await job.moveToDelayed(Date.now() + delay, token);
+        throw new DelayedError();
+      }
+      if (err instanceof StoreUnwritableError) deps.health?.set('store-unwritable', err.message);
       m?.pulls.failed.inc();
       m?.pullDuration.failed.observe((performance.now() - started) / 1000);
       base.warn({ err, code: errorCode(err), permanent: isPermanent(err) }, 'ensure-image failed');

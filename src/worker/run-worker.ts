@@ -11,6 +11,7 @@ import { registryKeys } from '../registry/keys.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { createHttpClient } from '../fetch/http-client.js';
+import { parseDestinationPolicy } from '../fetch/destination-policy.js';
 import { PullCoordinator } from '../lock/pull-coordinator.js';
 import { ReleaseNotifier } from '../lock/release-notifier.js';
 import { sleep } from '../lib/shutdown.js';
@@ -19,7 +20,8 @@ import { imageQueueName, restoreQueueName } from '../queues/names.js';
 import type { EnsureDeps } from '../ensure/ensure-image.js';
 import { createRestoreProcessor } from './restore-processor.js';
 import { ensureLayout, sweepTemp } from '../store/blob-store.js';
-import { storePaths } from '../store/paths.js';
+import { type StorePaths, storePaths } from '../store/paths.js';
+import { StoreHealth, storeAcceptsWrites } from './store-health.js';
 import { VERSION } from '../version.js';
 import { createImageProcessor } from './image-processor.js';
 import { CocoonCli } from '../restore/cocoon-cli.js';
@@ -31,6 +33,12 @@ export interface RunningWorker {
 }
 
 export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker> {
+  // First: a bad FLEETQ_IMAGE_ALLOW is a ConfigError before anything is opened (open Redis connections would keep the process alive).
+  const dispatcher = createHttpClient({
+    idleTimeoutMs: cfg.downloadIdleTimeoutMs,
+    maxRedirects: cfg.maxRedirects,
+    policy: parseDestinationPolicy(cfg.imageAllow, { redisUrl: cfg.redisUrl }),
+  });
   const paths = storePaths(cfg.root);
   await ensureLayout(paths);
   const swept = await sweepTemp(paths, cfg.tempMaxAgeMs);
@@ -42,7 +50,6 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
   for (const c of [connection, lockRedis, subscriber]) c.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
   await Promise.all([waitReady(connection, cfg.redisUrl), waitReady(lockRedis, cfg.redisUrl), waitReady(subscriber, cfg.redisUrl)]);
 
-  const dispatcher = createHttpClient({ idleTimeoutMs: cfg.downloadIdleTimeoutMs, maxRedirects: cfg.maxRedirects });
   const coordinator = new PullCoordinator({
     redis: lockRedis,
     notifier: new ReleaseNotifier(subscriber),
@@ -59,12 +66,15 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
     qemuImg: cfg.qemuImg,
     maxImageSize: cfg.maxImageSize,
     downloadTimeoutMs: cfg.downloadTimeoutMs,
+    minRate: cfg.minRate,
+    rateWindowMs: cfg.rateWindowMs,
     userAgent: `fleetq/${VERSION}`,
     policy: { trustUrlCacheOverPin: cfg.unsafeLegacyUrlCache },
   };
   if (cfg.unsafeLegacyUrlCache) log.warn('FLEETQ_UNSAFE_LEGACY_URL_CACHE is on: pinned digests may be answered from a stale URL cache (cocoon#37). Tests only.');
 
   const metrics = new WorkerMetrics(cfg.host);
+  const health = new StoreHealth();
   const workerOpts = (concurrency: number) => ({
     connection,
     prefix: cfg.prefix,
@@ -76,7 +86,9 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
   const workers: Worker[] = [];
   const producers: Queue[] = [];
   if (cfg.queues.includes('images')) {
-    workers.push(new Worker(imageQueueName(cfg.host), createImageProcessor({ ...ensureDeps, host: cfg.host, log, metrics }), workerOpts(cfg.concurrency)));
+    const images = new Worker(imageQueueName(cfg.host), createImageProcessor({ ...ensureDeps, host: cfg.host, log, metrics, health, storeFullRetryMs: cfg.storeFullRetryMs }), workerOpts(cfg.concurrency));
+    workers.push(images);
+    pausePullsWhileFull(images, health, paths, cfg.heartbeatMs, log);
   }
   if (cfg.queues.includes('restores')) {
     // A restore whose base is missing adds an ensure-image job to this host's images queue.
@@ -131,7 +143,18 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
   const instance = newInstanceId();
   const startedAt = Date.now();
   const beat = async () => {
-    await announce(lockRedis, cfg.prefix, { instance, host: cfg.host, version: VERSION, pid: process.pid, concurrency: cfg.concurrency, restoreConcurrency: cfg.restoreConcurrency, queues, startedAt });
+    await announce(lockRedis, cfg.prefix, {
+      instance,
+      host: cfg.host,
+      version: VERSION,
+      pid: process.pid,
+      concurrency: cfg.concurrency,
+      restoreConcurrency: cfg.restoreConcurrency,
+      queues,
+      startedAt,
+      health: health.state,
+      healthDetail: health.detail,
+    });
     await lockRedis.set(registryKeys(cfg.prefix).metrics(cfg.host, instance), await metrics.snapshot(), 'PX', Math.max(3_600_000, cfg.hostDownAfterMs * 10));
   };
   await beat();
@@ -163,4 +186,28 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
       log.info('worker stopped');
     })());
   return { close, queues };
+}
+
+/**
+ * Disk full: stop taking pull jobs (restores of present images go on), probe
+ * the store every `everyMs`, and resume once a probe write succeeds.
+ */
+function pausePullsWhileFull(images: Worker, health: StoreHealth, paths: StorePaths, everyMs: number, log: Logger): void {
+  let probing: NodeJS.Timeout | undefined;
+  health.onChange((state) => {
+    if (state !== 'disk-full' || probing) return;
+    images.pause(true).catch(() => {});
+    log.warn('store full: pulls paused until space is back');
+    probing = setInterval(() => {
+      void storeAcceptsWrites(paths).then((ok) => {
+        if (!ok || !probing) return;
+        clearInterval(probing);
+        probing = undefined;
+        health.set('ok');
+        images.resume();
+        log.info('store has space again: pulls resumed');
+      });
+    }, everyMs);
+    probing.unref();
+  });
 }

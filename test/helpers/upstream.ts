@@ -14,7 +14,9 @@ export type Fault =
   | { kind: 'stall'; afterBytes: number }
   | { kind: 'html' }
   | { kind: 'redirect'; to: string }
-  | { kind: 'no-length' };
+  | { kind: 'no-length' }
+  /** HTTP/1.1 200 with neither Content-Length nor chunked encoding: the body ends when the connection closes (after `afterBytes`, if given). */
+  | { kind: 'close-delimited'; afterBytes?: number };
 
 export interface RouteOptions {
   /** Faults applied to successive requests, one per request; afterwards the body is served normally. */
@@ -96,6 +98,13 @@ export class Upstream extends EventEmitter {
       res.writeHead(200, { 'content-type': 'text/html', 'content-length': html.length }).end(html);
       return;
     }
+    if (fault?.kind === 'close-delimited') {
+      const socket = res.socket!;
+      const body = route.body.subarray(0, fault.afterBytes ?? route.body.length);
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Type: ${route.contentType ?? 'application/octet-stream'}\r\nConnection: close\r\n\r\n`);
+      socket.end(body);
+      return;
+    }
     const headers: Record<string, string | number> = { 'content-type': route.contentType ?? 'application/octet-stream' };
     if (fault?.kind !== 'no-length') headers['content-length'] = route.body.length;
     res.writeHead(200, headers);
@@ -104,7 +113,7 @@ export class Upstream extends EventEmitter {
 
   private async stream(route: Route, res: ServerResponse, fault: Fault | undefined): Promise<void> {
     const chunk = route.chunkSize ?? 64 * 1024;
-    const limit = fault && 'afterBytes' in fault ? Math.min(fault.afterBytes, route.body.length) : route.body.length;
+    const limit = fault && 'afterBytes' in fault && fault.afterBytes !== undefined ? Math.min(fault.afterBytes, route.body.length) : route.body.length;
     let sent = 0;
     while (sent < limit) {
       if (res.destroyed) return;

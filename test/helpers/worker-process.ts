@@ -34,8 +34,17 @@ function cleanEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv 
   return env;
 }
 
-export async function startWorkerProcess(env: WorkerEnv, args: string[] = []): Promise<WorkerProcess> {
-  const proc = spawn(process.execPath, [BIN, 'worker', ...args], {
+export interface StartOptions {
+  /** Run the worker as another user (util-linux setpriv; needs root): file modes then apply to it. */
+  asUser?: { uid: number; gid: number };
+}
+
+export async function startWorkerProcess(env: WorkerEnv, args: string[] = [], opts: StartOptions = {}): Promise<WorkerProcess> {
+  const argv = [BIN, 'worker', ...args];
+  const [cmd, cmdArgs] = opts.asUser
+    ? ['setpriv', [`--reuid=${opts.asUser.uid}`, `--regid=${opts.asUser.gid}`, '--clear-groups', process.execPath, ...argv]]
+    : [process.execPath, argv];
+  const proc = spawn(cmd, cmdArgs, {
     env: cleanEnv({ FLEETQ_LOG_LEVEL: 'debug', FLEETQ_STALLED_INTERVAL: '1s', FLEETQ_JOB_LOCK: '3s', ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });

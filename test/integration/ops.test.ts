@@ -85,8 +85,8 @@ describe('hosts', () => {
     expect(a.workers[0]).toMatchObject({ pid: hosts['ops-a']!.worker!.proc.pid, concurrency: 4, restoreConcurrency: 2, version: expect.any(String) });
     expect(Date.now() - a.lastSeen).toBeLessThan(1500);
     const human = await cli('hosts');
-    expect(human.stdout).toMatch(/^HOST\s+STATE\s+WORKERS/m);
-    expect(human.stdout).toMatch(/ops-b\s+up\s+1/);
+    expect(human.stdout).toMatch(/^HOST\s+STATE\s+STORE\s+WORKERS/m);
+    expect(human.stdout).toMatch(/ops-b\s+up\s+ok\s+1/);
   });
 });
 

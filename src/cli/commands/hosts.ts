@@ -8,7 +8,7 @@ const COUNT_STATES = ['waiting', 'prioritized', 'waiting-children', 'active', 'f
 export function registerHosts(program: Command): void {
   program
     .command('hosts')
-    .description('list hosts with state (up/down), queue depths and last heartbeat')
+    .description('list hosts with state (up/down), store health (disk full, not writable), queue depths and last heartbeat')
     .option('--json', 'machine-readable output')
     .action(async (opts: { json?: boolean }) => {
       await withFleet(async (fleet) => {
@@ -20,19 +20,27 @@ export function registerHosts(program: Command): void {
             const c = await ref.queue.getJobCounts(...COUNT_STATES);
             queues[ref.kind] = { waiting: (c.waiting ?? 0) + (c.prioritized ?? 0) + (c['waiting-children'] ?? 0), active: c.active ?? 0, failed: c.failed ?? 0, delayed: c.delayed ?? 0 };
           }
-          rows.push({ host: h.host, state: h.state, lastSeen: h.lastSeen, workers: h.workers.map((w) => ({ pid: w.pid, machine: w.machine, version: w.version, concurrency: w.concurrency, restoreConcurrency: w.restoreConcurrency, startedAt: w.startedAt })), queues });
+          rows.push({
+            host: h.host,
+            state: h.state,
+            health: h.health,
+            lastSeen: h.lastSeen,
+            workers: h.workers.map((w) => ({ pid: w.pid, machine: w.machine, version: w.version, concurrency: w.concurrency, restoreConcurrency: w.restoreConcurrency, startedAt: w.startedAt, health: w.health, healthDetail: w.healthDetail })),
+            queues,
+          });
         }
         if (opts.json) return printJson(rows);
         printTable(
           rows.map((r) => ({
             host: r.host,
             state: r.state,
+            store: r.health === 'ok' ? 'ok' : r.health === 'disk-full' ? 'disk full (pulls paused)' : 'NOT WRITABLE',
             workers: r.workers.length,
             'images w/a/f/d': fmt(r.queues.images),
             'restores w/a/f/d': fmt(r.queues.restores),
             'last seen': ago(r.lastSeen),
           })),
-          ['host', 'state', 'workers', 'images w/a/f/d', 'restores w/a/f/d', 'last seen'],
+          ['host', 'state', 'store', 'workers', 'images w/a/f/d', 'restores w/a/f/d', 'last seen'],
         );
       });
     });

@@ -1,3 +1,4 @@
+import { flightKey, pullLockKey } from '../../../src/lock/keys.js';
 import { describe, expect, it } from 'vitest';
 import { decidePull, pullKey, type StoreView } from '../../../src/policy/pull-policy.js';
 
@@ -61,8 +62,12 @@ describe('pull policy — the rest of the table', () => {
     expect(decidePull(v).action).toBe('download');
   });
 
-  it('locks by digest when pinned, by URL otherwise', () => {
-    expect(pullKey(A, 'http://x/a')).toEqual({ kind: 'digest', value: A });
+  it('locks by digest when pinned (carrying the URL, which splits flights but not the lock), by URL otherwise', () => {
+    expect(pullKey(A, 'http://x/a')).toEqual({ kind: 'digest', value: A, url: 'http://x/a' });
     expect(pullKey(undefined, 'http://x/a')).toEqual({ kind: 'url', value: 'http://x/a' });
+    const [byA, byB] = [pullKey(A, 'http://x/a'), pullKey(A, 'http://y/b')];
+    expect(pullLockKey('p', 'h', byA)).toBe(pullLockKey('p', 'h', byB));
+    expect(flightKey('h', byA)).not.toBe(flightKey('h', byB));
+    expect(flightKey('h', byA)).toBe(flightKey('h', pullKey(A, 'http://x/a')));
   });
 });

@@ -1,0 +1,131 @@
+/**
+ * HTTP bytes of an image, and nothing else: one GET through the host's undici
+ * dispatcher (destination policy, redirects, timeouts), the response framing
+ * (Content-Length, chunked or close-delimited), a minimum-rate watchdog, and
+ * network errors classified. Where the bytes go is the store's business
+ * (`store/blob-writer.ts`).
+ */
+import { type Dispatcher, request } from 'undici';
+import type { PullProgress } from '../jobs/contracts/ensure-image.js';
+import { AppError } from '../lib/errors.js';
+import { redactUrl } from '../lib/redact.js';
+import { formatBytes } from '../lib/units.js';
+import { DownloadStalledError, DownloadTimeoutError, HttpStatusError, NetworkError, TruncatedBodyError } from './fetch-errors.js';
+
+export interface FetchImageOptions {
+  url: string;
+  dispatcher: Dispatcher;
+  /** Whole-download deadline (FLEETQ_DOWNLOAD_TIMEOUT). */
+  totalTimeoutMs: number;
+  /** Abort when fewer than `minRate` bytes arrive in any `rateWindowMs` (FLEETQ_MIN_RATE / FLEETQ_RATE_WINDOW); 0 = off. */
+  minRate: number;
+  rateWindowMs: number;
+  signal?: AbortSignal | undefined;
+  onProgress?: ((p: PullProgress) => void) | undefined;
+  progressIntervalMs?: number;
+  userAgent?: string | undefined;
+}
+
+/** How the response says where its body ends. `close`: only by closing the connection — a cut body looks complete. */
+export type Framing = 'content-length' | 'chunked' | 'close';
+
+export interface ImageResponse {
+  /** The URL with secrets redacted, for messages. */
+  shownUrl: string;
+  declaredLength: number | null;
+  framing: Framing;
+  /** The body, chunk by chunk; errors come out classified (NetworkError, TruncatedBodyError, …). */
+  chunks(): AsyncGenerator<Buffer>;
+  /** Stop reading (the store refused the body). */
+  destroy(): void;
+}
+
+export async function fetchImage(opts: FetchImageOptions): Promise<ImageResponse> {
+  const shownUrl = redactUrl(opts.url);
+  const deadline = AbortSignal.timeout(opts.totalTimeoutMs);
+  const stall = new AbortController();
+  const signals = [deadline, stall.signal, ...(opts.signal ? [opts.signal] : [])];
+  const signal = AbortSignal.any(signals);
+  const classify = (err: unknown) => classifyFetchError(err, opts, deadline, stall.signal, shownUrl);
+
+  let res: Dispatcher.ResponseData;
+  try {
+    res = await request(opts.url, {
+      method: 'GET',
+      dispatcher: opts.dispatcher,
+      signal,
+      headers: { 'user-agent': opts.userAgent ?? 'fleetq', 'accept-encoding': 'identity' },
+    });
+  } catch (err) {
+    throw classify(err);
+  }
+  if (res.statusCode !== 200) {
+    await res.body.dump({ limit: 64 * 1024 }).catch(() => {});
+    throw new HttpStatusError(res.statusCode, shownUrl);
+  }
+  const lengthHeader = res.headers['content-length'];
+  const declaredLength = typeof lengthHeader === 'string' && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : null;
+  const te = String(res.headers['transfer-encoding'] ?? '').toLowerCase();
+  const framing: Framing = declaredLength !== null ? 'content-length' : te.includes('chunked') ? 'chunked' : 'close';
+  const body = res.body;
+
+  async function* chunks(): AsyncGenerator<Buffer> {
+    let bytes = 0;
+    let windowBytes = 0;
+    const started = Date.now();
+    let lastProgress = 0;
+    const interval = opts.progressIntervalMs ?? 1000;
+    // Slowloris: one byte now and then keeps the idle timer happy; the rate window does not.
+    const watchdog =
+      opts.minRate > 0
+        ? setInterval(() => {
+            if (windowBytes < opts.minRate) {
+              stall.abort(new DownloadStalledError(`download of ${shownUrl} moved ${formatBytes(windowBytes)} in ${opts.rateWindowMs / 1000}s, under the minimum ${formatBytes(opts.minRate)} (FLEETQ_MIN_RATE / FLEETQ_RATE_WINDOW): stalled`));
+            }
+            windowBytes = 0;
+          }, opts.rateWindowMs)
+        : undefined;
+    watchdog?.unref();
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        bytes += chunk.length;
+        windowBytes += chunk.length;
+        yield chunk;
+        const now = Date.now();
+        if (opts.onProgress && now - lastProgress >= interval) {
+          lastProgress = now;
+          opts.onProgress({ bytes, total: declaredLength, rate: Math.round(bytes / Math.max((now - started) / 1000, 0.001)) });
+        }
+      }
+      if (declaredLength !== null && bytes !== declaredLength) {
+        throw new TruncatedBodyError(`body of ${shownUrl} ended after ${bytes} of ${declaredLength} bytes`);
+      }
+      opts.onProgress?.({ bytes, total: declaredLength, rate: Math.round(bytes / Math.max((Date.now() - started) / 1000, 0.001)) });
+    } catch (err) {
+      body.destroy();
+      throw classify(err);
+    } finally {
+      if (watchdog) clearInterval(watchdog);
+    }
+  }
+
+  return { shownUrl, declaredLength, framing, chunks, destroy: () => body.destroy() };
+}
+
+function classifyFetchError(err: unknown, opts: FetchImageOptions, deadline: AbortSignal, stall: AbortSignal, url: string): unknown {
+  if (opts.signal?.aborted) return opts.signal.reason ?? err;
+  if (stall.aborted) return stall.reason;
+  if (err instanceof AppError) return err;
+  if (deadline.aborted) {
+    return new DownloadTimeoutError(`download of ${url} did not finish within ${opts.totalTimeoutMs / 1000}s (FLEETQ_DOWNLOAD_TIMEOUT)`, { cause: err });
+  }
+  const code = (err as { code?: string }).code ?? '';
+  const message = (err as Error).message ?? String(err);
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return new DownloadTimeoutError(`no data from ${url} within the idle timeout (FLEETQ_DOWNLOAD_IDLE_TIMEOUT): ${message}`, { cause: err });
+  }
+  if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
+    return new TruncatedBodyError(`body of ${url} was truncated: ${message}`, { cause: err });
+  }
+  return new NetworkError(`network error fetching ${url}: ${code ? `${code} ` : ''}${message}`, { cause: err });
+}

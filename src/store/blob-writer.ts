@@ -1,0 +1,232 @@
+/**
+ * The store owns ingestion, like containerd's content Writer: a BlobWriter
+ * takes the bytes (`write`), hashing, capping and inspecting them as they
+ * come, and `commit` turns them into a blob — verify the digest, prove the
+ * format safe, convert with an explicit format, re-check the result, fsync,
+ * chmod, and then, in ONE section under cocoon's `db/images.lock`, rename into
+ * `blobs/` and record the index entry. Nothing half-written is ever visible:
+ * until then everything lives in `temp/pull-*`, and `abort` removes it.
+ *
+ * No path leaves this module: callers hand in bytes and get a BlobInfo back.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { chmod, type FileHandle, open, rename, stat } from 'node:fs/promises';
+import { redactUrl } from '../lib/redact.js';
+import { formatBytes } from '../lib/units.js';
+import { type BlobInfo, newTempPath, statBlob } from './blob-store.js';
+import { convertToQcow2, verifyFinalQcow2 } from './convert.js';
+import { fsyncDir, removeIfExists } from './fs-atomic.js';
+import { HEAD_BYTES, type ImageFormat, inspectImageHead } from './image-format.js';
+import { pinnedRef, readIndex, referencesDigest, setUrlEntry, withIndexLock, writeIndex } from './image-index.js';
+import { blobPath, type StorePaths } from './paths.js';
+import { BodyRejectedError, DigestMismatchError, IndexCorruptError, storeFsError } from './store-errors.js';
+
+export interface BlobWriterOptions {
+  /** Where the bytes come from (a URL), for messages; redacted here. */
+  source: string;
+  maxBytes: number;
+  /** The digest the bytes must hash to (a pinned job). */
+  expectDigest?: string | undefined;
+  qemuImg: string;
+  signal?: AbortSignal | undefined;
+}
+
+export interface CommitOptions {
+  /** The index key to point at the blob (the URL it was pulled from). */
+  ref: string;
+  /**
+   * Asked inside the images.lock section: may `ref` be re-pointed? False when
+   * the pull lock was lost (a newer leader may have recorded a newer digest):
+   * the blob is still committed and kept referenced under `<ref>#<digest>`.
+   */
+  fence?: (() => Promise<boolean>) | undefined;
+}
+
+export interface Committed {
+  blob: BlobInfo;
+  /** Bytes received (before any conversion). */
+  bytes: number;
+  /** How the blob is referenced in images.json: by its URL, by `<url>#<digest>` only, or not at all (index unreadable). */
+  indexed: 'url' | 'pinned-ref' | 'none';
+  /** Set when `indexed` is "none": why, and how to repair. */
+  warning?: string | undefined;
+}
+
+const WRITE_BATCH = 1024 * 1024;
+
+export class BlobWriter {
+  private readonly hash: Hash = createHash('sha256');
+  private bytes = 0;
+  private head: Buffer[] = [];
+  private headLength = 0;
+  private format: ImageFormat | undefined;
+  private pending: Buffer[] = [];
+  private pendingLength = 0;
+  private declared: number | null = null;
+  private fh: FileHandle | undefined;
+  private done = false;
+  private readonly shown: string;
+
+  private constructor(
+    private readonly paths: StorePaths,
+    private readonly opts: BlobWriterOptions,
+    private readonly tempPath: string,
+    fh: FileHandle,
+  ) {
+    this.fh = fh;
+    this.shown = redactUrl(opts.source);
+  }
+
+  /** Open a fresh `temp/pull-*` file (0600). */
+  static async create(paths: StorePaths, opts: BlobWriterOptions): Promise<BlobWriter> {
+    const tempPath = newTempPath(paths);
+    try {
+      return new BlobWriter(paths, opts, tempPath, await open(tempPath, 'wx', 0o600));
+    } catch (err) {
+      throw storeFsError(err, `creating ${tempPath}`);
+    }
+  }
+
+  /** The length the source announced (Content-Length): refused up front when over the cap. */
+  expectLength(declared: number | null): void {
+    this.declared = declared;
+    if (declared !== null && declared > this.opts.maxBytes) {
+      throw new BodyRejectedError(`image at ${this.shown} is ${formatBytes(declared)}, over the ${formatBytes(this.opts.maxBytes)} cap (FLEETQ_MAX_IMAGE_SIZE)`);
+    }
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    this.bytes += chunk.length;
+    if (this.bytes > this.opts.maxBytes) {
+      throw new BodyRejectedError(`image at ${this.shown} exceeds the ${formatBytes(this.opts.maxBytes)} cap (FLEETQ_MAX_IMAGE_SIZE)`);
+    }
+    if (!this.format) {
+      this.head.push(chunk);
+      this.headLength += chunk.length;
+      // Refuse junk as soon as its first bytes are in, not after gigabytes.
+      if (this.headLength >= HEAD_BYTES) this.inspect(Math.max(this.bytes, this.declared ?? 0));
+    }
+    this.hash.update(chunk);
+    this.pending.push(chunk);
+    this.pendingLength += chunk.length;
+    if (this.pendingLength >= WRITE_BATCH) await this.flush();
+  }
+
+  private inspect(total: number): ImageFormat {
+    if (!this.format) {
+      const head = Buffer.concat(this.head, this.headLength).subarray(0, HEAD_BYTES);
+      this.head = [];
+      this.format = inspectImageHead(head, total);
+    }
+    if (this.format.kind === 'rejected') throw new BodyRejectedError(`rejected body from ${this.shown}: ${this.format.reason}`);
+    return this.format;
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pendingLength === 0) return;
+    const bufs = this.pending;
+    this.pending = [];
+    this.pendingLength = 0;
+    try {
+      await this.fh!.writev(bufs);
+    } catch (err) {
+      throw storeFsError(err, `writing ${this.tempPath}`);
+    }
+  }
+
+  /** Verify, prove safe, convert, re-check, then rename + index entry under images.lock. */
+  async commit(c: CommitOptions): Promise<Committed> {
+    const signal = this.opts.signal;
+    const converted = `${this.tempPath}.qcow2`;
+    try {
+      await this.flush();
+      try {
+        await this.fh!.sync();
+        await this.fh!.close();
+      } catch (err) {
+        throw storeFsError(err, `syncing ${this.tempPath}`);
+      } finally {
+        this.fh = undefined;
+      }
+      const format = this.inspect(this.bytes);
+      const digest = `sha256:${this.hash.digest('hex')}`;
+      if (this.opts.expectDigest && digest !== this.opts.expectDigest) throw new DigestMismatchError(this.opts.expectDigest, digest, this.shown);
+
+      let source = this.tempPath;
+      if (format.kind !== 'rejected' && format.needsConversion) {
+        // Explicit -f: qemu never probes a format, and a qcow2 gets here only with a clean header.
+        await convertToQcow2(this.opts.qemuImg, this.tempPath, converted, format.kind, signal).catch((err) => {
+          throw storeFsError(err, 'converting the image');
+        });
+        await removeIfExists(this.tempPath);
+        source = converted;
+      }
+      await verifyFinalQcow2(this.opts.qemuImg, source, signal);
+      signal?.throwIfAborted();
+      try {
+        await chmod(source, 0o444);
+      } catch (err) {
+        throw storeFsError(err, `chmod ${source}`);
+      }
+      const result = await withIndexLock(this.paths, () => this.install(source, digest, c));
+      this.done = true;
+      return result;
+    } catch (err) {
+      await this.abort();
+      await removeIfExists(converted).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** The critical section: blob into blobs/ and its index entry together (cocoon's own order, §9). */
+  private async install(source: string, digest: string, c: CommitOptions): Promise<Committed> {
+    const target = blobPath(this.paths, digest);
+    let blob = await statBlob(this.paths, digest);
+    try {
+      if (blob) {
+        await removeIfExists(source);
+      } else {
+        await rename(source, target);
+        await fsyncDir(this.paths.blobs);
+        blob = { digest, path: target, size: (await stat(target)).size };
+      }
+    } catch (err) {
+      throw storeFsError(err, `committing ${target}`);
+    }
+    let index;
+    try {
+      index = await readIndex(this.paths);
+    } catch (err) {
+      if (!(err instanceof IndexCorruptError)) throw storeFsError(err, `reading ${this.paths.index}`);
+      // Never overwrite an index we cannot read: the blob stays, unindexed, and the job says so.
+      return { blob, bytes: this.bytes, indexed: 'none', warning: `${err.message}; ${digest} is committed but not indexed, so \`cocoon gc\` may delete it until the index is repaired` };
+    }
+    let indexed: Committed['indexed'];
+    if (!c.fence || (await c.fence())) {
+      setUrlEntry(index, c.ref, digest, blob.size);
+      indexed = 'url';
+    } else {
+      // Lost the pull lock: a newer leader may own the URL's entry now. Keep the blob referenced, leave the URL alone.
+      if (!referencesDigest(index, digest)) {
+        const ref = pinnedRef(c.ref, digest);
+        index.images[ref] = { ref, content_sum: digest, size: blob.size, created_at: new Date().toISOString() };
+      }
+      indexed = 'pinned-ref';
+    }
+    try {
+      await writeIndex(this.paths, index);
+    } catch (err) {
+      throw storeFsError(err, `writing ${this.paths.index}`);
+    }
+    return { blob, bytes: this.bytes, indexed };
+  }
+
+  /** Drop everything written so far (idempotent; a no-op after a commit). */
+  async abort(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    await this.fh?.close().catch(() => {});
+    this.fh = undefined;
+    await removeIfExists(this.tempPath).catch(() => {});
+  }
+}
