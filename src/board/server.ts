@@ -1,20 +1,34 @@
 /**
  * The dashboard: Bull Board at `/` for every host's queues (picked up live as
  * hosts register), behind basic auth; `/healthz` (no auth) and `/metrics`.
- * Read-only mode refuses every write at the API, not only in the UI.
+ *
+ * Held up to the open network (issue 10):
+ *   - `--no-auth` answers only to loopback Host names (DNS rebinding): 421;
+ *   - failed logins are logged and rate-limited per address: 429 + Retry-After;
+ *   - state-changing requests must be same-origin (Sec-Fetch-Site / Origin,
+ *     and the XSRF-TOKEN double submit Bull Board's UI speaks): 403;
+ *   - read-only mode refuses every write at the API, not only in the UI: 405;
+ *   - add / update-data (Duplicate, Edit data, Add job) are refused: 405;
+ *     their forms are filled from redacted data and would write it back;
+ *   - job payloads are redacted and capped at 64 KiB per field;
+ *   - every asset is served from the installed package (no font CDN), under
+ *     a CSP that allows no other origin.
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
-import express from 'express';
+import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { redactDeep } from '../lib/redact.js';
 import { Fleet } from '../ops/fleet.js';
-import { basicAuth, type Credentials } from './auth.js';
+import { basicAuth, type Credentials, loopbackHostOnly } from './auth.js';
+import { csrfProtection } from './csrf.js';
+import { LoginLimiter } from './login-limiter.js';
 import { createMetricsRenderer } from './metrics-endpoint.js';
+import { capText, capValue, MAX_JOBS_PER_PAGE, sanitizeResponseBody } from './sanitize.js';
+import { prepareOfflineUi } from './ui-assets.js';
 
 export interface BoardOptions {
   cfg: Config;
@@ -25,6 +39,11 @@ export interface BoardOptions {
   readOnly: boolean;
   log: Logger;
   refreshMs?: number;
+  /** The origin operators reach the board at, when a proxy in front rewrites Host (e.g. https://board.example). */
+  origin?: string | undefined;
+  /** Failed logins per client address before 429 (default 10), and the time to earn them all back (default 60 s). */
+  loginAttempts?: number | undefined;
+  loginWindowMs?: number | undefined;
 }
 
 export interface RunningBoard {
@@ -33,14 +52,67 @@ export interface RunningBoard {
   close(): Promise<void>;
 }
 
+/** Routes that write what operators see as job data: their forms are filled from the redacted view. */
+const NO_HAND_WRITES = new Set(['/api/queues/:queueName/add', '/api/queues/:queueName/:jobId/update-data']);
+export const HAND_WRITE_REFUSAL =
+  'fleetq jobs come from producers (fleetq enqueue, prewarm, the library); the board does not add jobs or edit job data: what it shows is redacted, and writing it back would break the job. Retry, promote or remove the job instead.';
+
+/** The page may load nothing from any other origin (fonts included) and may not be framed. */
+const CSP = [
+  "default-src 'self'",
+  "script-src 'self'",
+  // Bull Board's template and theme use inline <style> and style attributes.
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' data:",
+  "font-src 'self' data:",
+  "connect-src 'self'",
+  "object-src 'none'",
+  "base-uri 'self'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+function securityHeaders(_req: Request, res: Response, next: NextFunction) {
+  res.set({
+    'Content-Security-Policy': CSP,
+    'X-Frame-Options': 'DENY',
+    'X-Content-Type-Options': 'nosniff',
+    'Referrer-Policy': 'same-origin',
+    'Cross-Origin-Opener-Policy': 'same-origin',
+    'Cross-Origin-Resource-Policy': 'same-origin',
+  });
+  next();
+}
+
 export async function startBoard(opts: BoardOptions): Promise<RunningBoard> {
-  const fleet = await Fleet.open(opts.cfg);
+  const ui = await prepareOfflineUi();
+  if (ui.removed.length) opts.log.debug({ removed: ui.removed }, 'board: external references removed from the UI template');
+  let fleet: Fleet;
+  try {
+    fleet = await Fleet.open(opts.cfg);
+  } catch (err) {
+    await ui.cleanup();
+    throw err;
+  }
   const serverAdapter = new ExpressAdapter();
   serverAdapter.setBasePath('/');
   const board = createBullBoard({
     queues: [],
     serverAdapter,
-    options: { uiConfig: { boardTitle: `fleetq${opts.readOnly ? ' (read-only)' : ''}` } },
+    options: {
+      uiBasePath: ui.uiBasePath,
+      uiConfig: { boardTitle: `fleetq${opts.readOnly ? ' (read-only)' : ''}` },
+      handlerHooks: {
+        before: ({ route, request }) => {
+          if (NO_HAND_WRITES.has(route)) return { allow: false, status: 405, errorKey: 'ERRORS.FORBIDDEN', message: HAND_WRITE_REFUSAL };
+          // The server only enforces a minimum; a huge page would read every job of a state from Redis.
+          const q = request.query as Record<string, unknown> | undefined;
+          if (q && typeof q.jobsPerPage === 'string' && Number(q.jobsPerPage) > MAX_JOBS_PER_PAGE) q.jobsPerPage = String(MAX_JOBS_PER_PAGE);
+          return undefined;
+        },
+        after: ({ route }, result) => ({ ...result, body: sanitizeResponseBody(route, result.body) as never }),
+      },
+    },
   });
 
   const shown = new Set<string>();
@@ -49,20 +121,32 @@ export async function startBoard(opts: BoardOptions): Promise<RunningBoard> {
     for (const ref of fleet.queuesFor(hosts.map((h) => h.host))) {
       if (shown.has(ref.name)) continue;
       const adapter = new BullMQAdapter(ref.queue, { readOnlyMode: opts.readOnly, description: `${ref.kind} on ${ref.host}` });
-      adapter.setFormatter('data', (d: unknown) => redactDeep(d));
-      adapter.setFormatter('returnValue', (d: unknown) => redactDeep(d));
+      // Redacted and capped at 64 KiB per field (the after hook does the rest: failed reasons, stacks, logs, flows, schedulers).
+      adapter.setFormatter('data', (d: unknown) => capValue(d));
+      adapter.setFormatter('returnValue', (d: unknown) => capValue(d));
+      adapter.setFormatter('progress', (d: unknown) => (typeof d === 'number' ? d : capValue(d)));
+      adapter.setFormatter('name', (j: { name?: unknown }) => String(capText(typeof j.name === 'string' ? j.name : '')));
       board.addQueue(adapter);
       shown.add(ref.name);
       opts.log.info({ queue: ref.name }, 'board: queue added');
     }
   };
-  await sync();
+  try {
+    await sync();
+  } catch (err) {
+    await fleet.close();
+    await ui.cleanup();
+    throw err;
+  }
   const timer = setInterval(() => sync().catch((err) => opts.log.warn({ err: (err as Error).message }, 'board: host sync failed')), opts.refreshMs ?? 3000);
   timer.unref();
 
   const renderMetrics = createMetricsRenderer(fleet);
+  let listeningPort = 0;
   const app = express();
   app.disable('x-powered-by');
+  if (!opts.credentials) app.use(loopbackHostOnly(() => listeningPort));
+  app.use(securityHeaders);
   app.get('/healthz', async (_req, res) => {
     try {
       await Promise.race([fleet.redis.ping(), new Promise((_, rej) => setTimeout(() => rej(new Error('timeout')), 1000))]);
@@ -71,7 +155,10 @@ export async function startBoard(opts: BoardOptions): Promise<RunningBoard> {
       res.status(503).json({ status: 'unavailable', error: `redis: ${(err as Error).message}` });
     }
   });
-  if (opts.credentials) app.use(basicAuth(opts.credentials));
+  if (opts.credentials) {
+    const limiter = new LoginLimiter({ attempts: opts.loginAttempts, windowMs: opts.loginWindowMs });
+    app.use(basicAuth(opts.credentials, { log: opts.log, limiter }));
+  }
   app.get('/metrics', async (_req, res) => {
     try {
       const m = await renderMetrics();
@@ -87,6 +174,12 @@ export async function startBoard(opts: BoardOptions): Promise<RunningBoard> {
       res.status(405).json({ error: 'the board is read-only' });
     });
   }
+  app.use(
+    csrfProtection({
+      origin: opts.origin,
+      onRefused: (req, reason) => opts.log.warn({ method: req.method, path: req.path.slice(0, 200), client: req.socket.remoteAddress, reason }, 'board: cross-site request refused'),
+    }),
+  );
   app.use('/', serverAdapter.getRouter());
 
   const server: Server = await new Promise((resolve, reject) => {
@@ -96,9 +189,11 @@ export async function startBoard(opts: BoardOptions): Promise<RunningBoard> {
   }).catch(async (err) => {
     clearInterval(timer);
     await fleet.close();
+    await ui.cleanup();
     throw err;
   }) as Server;
   const port = (server.address() as AddressInfo).port;
+  listeningPort = port;
   const host = opts.bind.includes(':') ? `[${opts.bind}]` : opts.bind;
   return {
     url: `http://${host}:${port}/`,
@@ -108,6 +203,7 @@ export async function startBoard(opts: BoardOptions): Promise<RunningBoard> {
       server.closeAllConnections?.();
       await new Promise<void>((r) => server.close(() => r()));
       await fleet.close();
+      await ui.cleanup();
     },
   };
 }

@@ -1,18 +1,36 @@
-/** Output helpers for operator commands: aligned tables, JSON, a progress bar on terminals. */
+/**
+ * Output helpers for operator commands: aligned tables, JSON, lines, a
+ * progress bar on terminals. Everything printed goes through the redaction
+ * of `lib/redact.ts` here, whatever the command passes (job data, failed
+ * reasons, logs, stack traces, URLs in keys): commands write through these
+ * helpers only.
+ */
+import { redactDeep, redactUrl } from '../lib/redact.js';
+
 export function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  process.stdout.write(`${JSON.stringify(redactDeep(value), null, 2)}\n`);
+}
+
+/** One JSON object on one line (`enqueue --json`). */
+export function printJsonLine(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(redactDeep(value))}\n`);
+}
+
+/** Lines of text for people; a trailing newline is added. */
+export function printLine(text: string): void {
+  process.stdout.write(`${redactUrl(text)}\n`);
 }
 
 export function printTable(rows: Array<Record<string, unknown>>, columns: string[]): void {
   if (rows.length === 0) {
-    process.stdout.write('(none)\n');
+    printLine('(none)');
     return;
   }
-  const cell = (v: unknown) => (v === undefined || v === null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+  const cell = (v: unknown) => redactUrl(v === undefined || v === null ? '' : typeof v === 'object' ? JSON.stringify(redactDeep(v)) : String(v));
   const widths = columns.map((c) => Math.min(80, Math.max(c.length, ...rows.map((r) => cell(r[c]).length))));
   const line = (vals: string[]) => vals.map((v, i) => (i === vals.length - 1 ? v : v.slice(0, widths[i]).padEnd(widths[i]!))).join('  ');
-  process.stdout.write(`${line(columns.map((c) => c.toUpperCase()))}\n`);
-  for (const r of rows) process.stdout.write(`${line(columns.map((c) => cell(r[c])))}\n`);
+  printLine(line(columns.map((c) => c.toUpperCase())));
+  for (const r of rows) printLine(line(columns.map((c) => cell(r[c]))));
 }
 
 export function ago(ts: number | undefined, now = Date.now()): string {

@@ -76,6 +76,11 @@ export const ConfigSchema = z.object({
    * (link-local/metadata, fleetq's own Redis). Parsed by fetch/destination-policy.
    */
   imageAllow: z.string().optional(),
+  /**
+   * The workers' image credential store: a JSON file (mode 0600) mapping an origin, or origin + path
+   * prefix, to request headers (authorization…). Read by fetch/image-auth at worker start only.
+   */
+  imageAuthFile: optionalPath,
   /** A pull that hit a full store is retried this much later (no attempt used); meanwhile the host takes no pulls. */
   storeFullRetryMs: duration.pipe(z.number().min(1000, 'must be at least 1s')).default(5 * 60_000),
   attempts: positiveInt.max(100).default(5),
@@ -133,6 +138,7 @@ export const ENV_VARS = {
   minRate: 'FLEETQ_MIN_RATE',
   rateWindowMs: 'FLEETQ_RATE_WINDOW',
   imageAllow: 'FLEETQ_IMAGE_ALLOW',
+  imageAuthFile: 'FLEETQ_IMAGE_AUTH_FILE',
   storeFullRetryMs: 'FLEETQ_STORE_FULL_RETRY',
   attempts: 'FLEETQ_ATTEMPTS',
   backoffMs: 'FLEETQ_BACKOFF',

@@ -10,6 +10,7 @@ import type { Dispatcher } from 'undici';
 import type { JobLog } from '../lib/lazy-log.js';
 import type { EnsureImagePayload, EnsureImageResult, PullProgress } from '../jobs/contracts/ensure-image.js';
 import { fetchImage } from '../fetch/fetch-image.js';
+import type { ImageAuth } from '../fetch/image-auth.js';
 import { LockLostError } from '../lock/lock-errors.js';
 import { BlobWriter } from '../store/blob-writer.js';
 import { BodyRejectedError, IndexCorruptError } from '../store/store-errors.js';
@@ -35,6 +36,8 @@ export interface EnsureDeps {
   userAgent?: string;
   /** Cache of the digests images.json references (one per store). */
   references?: IndexReferences;
+  /** The host's image credential store (FLEETQ_IMAGE_AUTH_FILE): headers for the URL's origin. */
+  imageAuth?: ImageAuth | undefined;
 }
 
 const fallbackReferences = new WeakMap<StorePaths, IndexReferences>();
@@ -121,6 +124,7 @@ export async function ensureImage(payload: EnsureImagePayload, deps: EnsureDeps,
           signal,
           onProgress: ctx.onProgress,
           userAgent: deps.userAgent,
+          headers: deps.imageAuth?.headersFor(url),
         });
         try {
           writer.expectLength(res.declaredLength);

@@ -24,6 +24,11 @@ export interface FetchImageOptions {
   onProgress?: ((p: PullProgress) => void) | undefined;
   progressIntervalMs?: number;
   userAgent?: string | undefined;
+  /**
+   * Credential headers for this URL from the worker's store (`fetch/image-auth.ts`). Sent to the
+   * URL's origin only: the dispatcher's redirect interceptor drops them on a hop to another origin.
+   */
+  headers?: Readonly<Record<string, string>> | undefined;
 }
 
 /** How the response says where its body ends. `close`: only by closing the connection — a cut body looks complete. */
@@ -54,7 +59,7 @@ export async function fetchImage(opts: FetchImageOptions): Promise<ImageResponse
       method: 'GET',
       dispatcher: opts.dispatcher,
       signal,
-      headers: { 'user-agent': opts.userAgent ?? 'fleetq', 'accept-encoding': 'identity' },
+      headers: { ...opts.headers, 'user-agent': opts.userAgent ?? 'fleetq', 'accept-encoding': 'identity' },
     });
   } catch (err) {
     throw classify(err);

@@ -17,6 +17,7 @@ import { redactUrl } from '../lib/redact.js';
 import type { DestinationPolicy } from './destination-policy.js';
 import { RedirectError } from './fetch-errors.js';
 import { createGuardedConnector, type LookupAll } from './guarded-connector.js';
+import { AUTH_HEADER_NAMES } from './image-auth.js';
 
 export interface HttpClientOptions {
   idleTimeoutMs: number;
@@ -38,8 +39,8 @@ export function createHttpClient(opts: HttpClientOptions): Dispatcher {
 }
 
 const REDIRECT_STATUSES = new Set([300, 301, 302, 303, 307, 308]);
-/** Dropped on a hop to another origin (scheme, host or port differ). */
-const CREDENTIAL_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization']);
+/** Dropped on a hop to another origin (scheme, host or port differ): every header the credential store may set, too. */
+const CREDENTIAL_HEADERS: ReadonlySet<string> = new Set(['authorization', 'cookie', 'proxy-authorization', ...AUTH_HEADER_NAMES]);
 
 function shown(url: URL | string): string {
   const s = redactUrl(typeof url === 'string' ? url : url.href);

@@ -8,6 +8,17 @@ import { Counter, Histogram, Registry } from 'prom-client';
 const DURATION_BUCKETS = [0.005, 0.05, 0.25, 1, 5, 15, 60, 300, 900, 1800];
 const WAIT_BUCKETS = [0.001, 0.01, 0.05, 0.25, 1, 5, 30, 120, 600];
 
+export const REDIS_OPS = ['job', 'queue', 'dead-letter'] as const;
+
+/** Errors that come from Redis (a refused command or a lost connection), not from the job's own work. */
+export function isRedisError(err: unknown): boolean {
+  if (!err || typeof err !== 'object') return false;
+  const e = err as { name?: unknown; message?: unknown };
+  if (e.name === 'ReplyError' || e.name === 'MaxRetriesPerRequestError') return true;
+  const message = typeof e.message === 'string' ? e.message : '';
+  return /^(OOM|READONLY|MISCONF|LOADING|BUSY|NOSCRIPT|EXECABORT|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|NOREPLICAS)\b|^Connection is closed\.|Reached the max retries per request limit/.test(message);
+}
+
 export class WorkerMetrics {
   readonly registry = new Registry();
   readonly pulls = new Counter({ name: 'fleetq_pulls_total', help: 'ensure-image jobs by outcome (present, pulled, failed)', labelNames: ['host', 'outcome'], registers: [this.registry] });
@@ -16,11 +27,22 @@ export class WorkerMetrics {
   readonly pullDuration = new Histogram({ name: 'fleetq_pull_duration_seconds', help: 'ensure-image job duration by outcome', labelNames: ['host', 'outcome'], buckets: DURATION_BUCKETS, registers: [this.registry] });
   readonly restores = new Counter({ name: 'fleetq_restores_total', help: 'restore jobs by kind and result', labelNames: ['host', 'kind', 'result'], registers: [this.registry] });
   readonly restoreDuration = new Histogram({ name: 'fleetq_restore_duration_seconds', help: 'restore job duration (including cocoon) by kind and result', labelNames: ['host', 'kind', 'result'], buckets: DURATION_BUCKETS, registers: [this.registry] });
+  /**
+   * Redis refusing or failing a command, by what it cost: `job` (a job attempt failed on it, and used up one of
+   * the job's attempts), `queue` (BullMQ's own bookkeeping: moving a job, renewing a lock), `dead-letter`
+   * (recording a dead letter; retried, then left to the sweep).
+   */
+  readonly redisErrors = new Counter({ name: 'fleetq_redis_errors_total', help: 'Redis errors (OOM, READONLY, connection…) by operation: job, queue, dead-letter', labelNames: ['host', 'op'], registers: [this.registry] });
+  readonly deadLetters = new Counter({ name: 'fleetq_dead_letters_total', help: 'dead letters recorded, by path: event (when the job failed) or sweep (found later in the failed set)', labelNames: ['host', 'via'], registers: [this.registry] });
+  readonly deadLetterRecordFailures = new Counter({ name: 'fleetq_dead_letter_record_failures_total', help: 'failed tries to record a dead letter (each is retried; the sweep records what is left)', labelNames: ['host'], registers: [this.registry] });
 
   constructor(readonly host: string) {
     // Zero the pull outcomes so every series exists from the start.
     for (const outcome of ['present', 'pulled', 'failed']) this.pulls.inc({ host, outcome }, 0);
     this.bytes.inc({ host }, 0);
+    for (const op of REDIS_OPS) this.redisErrors.inc({ host, op }, 0);
+    for (const via of ['event', 'sweep']) this.deadLetters.inc({ host, via }, 0);
+    this.deadLetterRecordFailures.inc({ host }, 0);
   }
 
   /** Label-bound children for one host, made once (a label object per call costs on the hot path). */
@@ -28,7 +50,17 @@ export class WorkerMetrics {
     const outcomes = ['present', 'pulled', 'failed'] as const;
     const pulls = Object.fromEntries(outcomes.map((o) => [o, this.pulls.labels({ host, outcome: o })])) as Record<(typeof outcomes)[number], ReturnType<Counter['labels']>>;
     const pullDuration = Object.fromEntries(outcomes.map((o) => [o, this.pullDuration.labels({ host, outcome: o })])) as Record<(typeof outcomes)[number], ReturnType<Histogram['labels']>>;
-    return { pulls, pullDuration, bytes: this.bytes.labels({ host }), lockWait: this.lockWait.labels({ host }) };
+    const redisErrors = Object.fromEntries(REDIS_OPS.map((op) => [op, this.redisErrors.labels({ host, op })])) as Record<(typeof REDIS_OPS)[number], ReturnType<Counter['labels']>>;
+    const deadLetters = { event: this.deadLetters.labels({ host, via: 'event' }), sweep: this.deadLetters.labels({ host, via: 'sweep' }) };
+    return {
+      pulls,
+      pullDuration,
+      bytes: this.bytes.labels({ host }),
+      lockWait: this.lockWait.labels({ host }),
+      redisErrors,
+      deadLetters,
+      deadLetterRecordFailures: this.deadLetterRecordFailures.labels({ host }),
+    };
   }
 
   async snapshot(): Promise<string> {

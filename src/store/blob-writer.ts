@@ -19,7 +19,7 @@ import { fsyncDir, removeIfExists } from './fs-atomic.js';
 import { HEAD_BYTES, type ImageFormat, inspectImageHead } from './image-format.js';
 import { pinnedRef, readIndex, referencesDigest, setUrlEntry, withIndexLock, writeIndex } from './image-index.js';
 import { blobPath, type StorePaths } from './paths.js';
-import { BodyRejectedError, DigestMismatchError, IndexCorruptError, storeFsError } from './store-errors.js';
+import { BodyRejectedError, DigestMismatchError, IndexCorruptError, StoreFullError, storeFsError as fsError } from './store-errors.js';
 
 export interface BlobWriterOptions {
   /** Where the bytes come from (a URL), for messages; redacted here. */
@@ -77,13 +77,20 @@ export class BlobWriter {
     this.shown = redactUrl(opts.source);
   }
 
+  /** A file-system error, told what this body needs when the disk is full. */
+  private fsError(err: unknown, what: string): unknown {
+    const e = fsError(err, what);
+    if (e instanceof StoreFullError) e.needBytes = Math.max(this.declared ?? 0, this.bytes) * (this.format?.kind === 'qcow2' && !this.format.needsConversion ? 1 : 2);
+    return e;
+  }
+
   /** Open a fresh `temp/pull-*` file (0600). */
   static async create(paths: StorePaths, opts: BlobWriterOptions): Promise<BlobWriter> {
     const tempPath = newTempPath(paths);
     try {
       return new BlobWriter(paths, opts, tempPath, await open(tempPath, 'wx', 0o600));
     } catch (err) {
-      throw storeFsError(err, `creating ${tempPath}`);
+      throw fsError(err, `creating ${tempPath}`);
     }
   }
 
@@ -130,7 +137,7 @@ export class BlobWriter {
     try {
       await this.fh!.writev(bufs);
     } catch (err) {
-      throw storeFsError(err, `writing ${this.tempPath}`);
+      throw this.fsError(err, `writing ${this.tempPath}`);
     }
   }
 
@@ -144,7 +151,7 @@ export class BlobWriter {
         await this.fh!.sync();
         await this.fh!.close();
       } catch (err) {
-        throw storeFsError(err, `syncing ${this.tempPath}`);
+        throw this.fsError(err, `syncing ${this.tempPath}`);
       } finally {
         this.fh = undefined;
       }
@@ -156,7 +163,7 @@ export class BlobWriter {
       if (format.kind !== 'rejected' && format.needsConversion) {
         // Explicit -f: qemu never probes a format, and a qcow2 gets here only with a clean header.
         await convertToQcow2(this.opts.qemuImg, this.tempPath, converted, format.kind, signal).catch((err) => {
-          throw storeFsError(err, 'converting the image');
+          throw this.fsError(err, 'converting the image');
         });
         await removeIfExists(this.tempPath);
         source = converted;
@@ -166,7 +173,7 @@ export class BlobWriter {
       try {
         await chmod(source, 0o444);
       } catch (err) {
-        throw storeFsError(err, `chmod ${source}`);
+        throw this.fsError(err, `chmod ${source}`);
       }
       const result = await withIndexLock(this.paths, () => this.install(source, digest, c));
       this.done = true;
@@ -191,13 +198,13 @@ export class BlobWriter {
         blob = { digest, path: target, size: (await stat(target)).size };
       }
     } catch (err) {
-      throw storeFsError(err, `committing ${target}`);
+      throw this.fsError(err, `committing ${target}`);
     }
     let index;
     try {
       index = await readIndex(this.paths);
     } catch (err) {
-      if (!(err instanceof IndexCorruptError)) throw storeFsError(err, `reading ${this.paths.index}`);
+      if (!(err instanceof IndexCorruptError)) throw this.fsError(err, `reading ${this.paths.index}`);
       // Never overwrite an index we cannot read: the blob stays, unindexed, and the job says so.
       return { blob, bytes: this.bytes, indexed: 'none', warning: `${err.message}; ${digest} is committed but not indexed, so \`cocoon gc\` may delete it until the index is repaired` };
     }
@@ -216,7 +223,7 @@ export class BlobWriter {
     try {
       await writeIndex(this.paths, index);
     } catch (err) {
-      throw storeFsError(err, `writing ${this.paths.index}`);
+      throw this.fsError(err, `writing ${this.paths.index}`);
     }
     return { blob, bytes: this.bytes, indexed };
   }

@@ -38,6 +38,8 @@ export class BlobMissingError extends AppError {
 export class StoreFullError extends AppError {
   readonly code = 'E_STORE_FULL' as const;
   readonly permanent = false;
+  /** How many bytes the failed write needed (when known): pulls resume once that much is free. */
+  needBytes?: number;
 }
 
 /** The store cannot be written at all (read-only file system, permissions). Permanent until an operator fixes it. */
@@ -57,7 +59,9 @@ export class IndexCorruptError extends AppError {
  * a full disk, an unwritable store, or (anything else) the error itself.
  */
 export function storeFsError(err: unknown, what: string): unknown {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  let code = (err as NodeJS.ErrnoException | undefined)?.code;
+  // qemu-img reports it in its stderr, which ConversionError carries in its message.
+  if (!code && err instanceof Error && /No space left on device|Disk quota exceeded/.test(err.message)) code = 'ENOSPC';
   if (code === 'ENOSPC' || code === 'EDQUOT') return new StoreFullError(`store is full while ${what} (${code}): free space in FLEETQ_ROOT; the job is retried later`, { cause: err });
   if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') {
     return new StoreUnwritableError(`store is not writable while ${what} (${code}): check that FLEETQ_ROOT is mounted read-write and owned by the worker's user`, { cause: err });

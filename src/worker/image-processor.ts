@@ -51,7 +51,7 @@ export function createImageProcessor(deps: ImageProcessorDeps) {
     } catch (err) {
       if (err instanceof StoreFullError && token) {
         // Not the job's fault and not worth an attempt: park it until space is likely back; pulls pause meanwhile.
-        deps.health?.set('disk-full', err.message);
+        deps.health?.set('disk-full', err.message, err.needBytes);
         const delay = deps.storeFullRetryMs ?? 5 * 60_000;
         base.warn({ err: err.message, retryInMs: delay }, 'store full: pull parked, pulls paused until space is back');
         await job.log(`${err.message} (retried in ${Math.round(delay / 1000)}s)`).catch(() => {});

@@ -2,16 +2,17 @@
  * Composition root of a host worker: connections, lock coordinator, HTTP
  * client, the BullMQ worker(s), and orderly shutdown.
  */
-import { type Job, Queue, Worker } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { errorMessage } from '../lib/errors.js';
-import { WorkerMetrics } from '../metrics/worker-metrics.js';
-import { recordDeadLetter } from '../ops/dead-letters.js';
+import { isRedisError, WorkerMetrics } from '../metrics/worker-metrics.js';
+import { DeadLetterRecorder } from '../ops/dead-letters.js';
 import { announce, newInstanceId, withdraw } from '../registry/host-registry.js';
 import { registryKeys } from '../registry/keys.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { createHttpClient } from '../fetch/http-client.js';
 import { parseDestinationPolicy } from '../fetch/destination-policy.js';
+import { loadImageAuthFile } from '../fetch/image-auth.js';
 import { PullCoordinator } from '../lock/pull-coordinator.js';
 import { ReleaseNotifier } from '../lock/release-notifier.js';
 import { sleep } from '../lib/shutdown.js';
@@ -39,6 +40,7 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
     maxRedirects: cfg.maxRedirects,
     policy: parseDestinationPolicy(cfg.imageAllow, { redisUrl: cfg.redisUrl }),
   });
+  const imageAuth = loadImageAuthFile(cfg.imageAuthFile); // FLEETQ_IMAGE_AUTH_FILE: a ConfigError (0600, valid JSON) before anything is opened
   const paths = storePaths(cfg.root);
   await ensureLayout(paths);
   const swept = await sweepTemp(paths, cfg.tempMaxAgeMs);
@@ -70,6 +72,7 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
     rateWindowMs: cfg.rateWindowMs,
     userAgent: `fleetq/${VERSION}`,
     policy: { trustUrlCacheOverPin: cfg.unsafeLegacyUrlCache },
+    imageAuth,
   };
   if (cfg.unsafeLegacyUrlCache) log.warn('FLEETQ_UNSAFE_LEGACY_URL_CACHE is on: pinned digests may be answered from a stale URL cache (cocoon#37). Tests only.');
 
@@ -111,32 +114,42 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
     });
     workers.push(new Worker(restoreQueueName(cfg.host), restoreProcessor, workerOpts(cfg.restoreConcurrency)));
   }
+  // Dead letters: jobs that end in `failed` (retries exhausted or permanent), recorded when BullMQ reports them
+  // (retried with backoff) and by a sweep of the failed sets (at start, every minute, soon after an error), so
+  // a Redis refusal (OOM) or a crash in between loses none. See ops/dead-letters.ts.
+  const hostMetrics = metrics.forHost(cfg.host);
+  const deadLetters = new DeadLetterRecorder({
+    redis: lockRedis,
+    prefix: cfg.prefix,
+    host: cfg.host,
+    queues: workers,
+    log,
+    onRecorded: (via) => hostMetrics.deadLetters[via].inc(),
+    onRecordError: () => {
+      hostMetrics.deadLetterRecordFailures.inc();
+      hostMetrics.redisErrors['dead-letter'].inc();
+    },
+  });
   for (const w of workers) {
-    w.on('error', (err) => log.warn({ err: err.message, queue: w.name }, 'worker error'));
-    // Dead letters: record jobs that end in `failed` (retries exhausted or permanent).
+    w.on('error', (err) => {
+      if (isRedisError(err)) hostMetrics.redisErrors.queue.inc();
+      log.warn({ err: err.message, queue: w.name }, 'worker error');
+    });
     w.on('failed', (job, err) => {
       if (!job) return;
-      recordIfDead(job, err, w.name).catch((e) => log.warn({ err: errorMessage(e), jobId: job.id }, 'dead-letter record failed'));
+      if (isRedisError(err)) {
+        // Not the job's fault, but BullMQ has counted the attempt: say so loudly, and count it.
+        hostMetrics.redisErrors.job.inc();
+        log.error(
+          { err: errorMessage(err), jobId: job.id, queue: w.name, attemptsMade: job.attemptsMade, attempts: job.opts.attempts ?? 1 },
+          'job attempt failed on a Redis error (it used one of the job\'s attempts; if it is dead now, `fleetq dlq requeue` puts it back)',
+        );
+      }
+      void deadLetters.record(job, err, w);
     });
   }
-  const recordIfDead = async (job: Job, err: Error, queue: string) => {
-    if ((await job.getState()) !== 'failed') return;
-    const parent = job.parent?.id ? { id: job.parent.id, queue: job.parent.queueKey.split(':').slice(1).join(':') } : undefined;
-    await recordDeadLetter(lockRedis, cfg.prefix, {
-      host: cfg.host,
-      queue,
-      queueKind: queue.startsWith('restores-') ? 'restores' : 'images',
-      originalId: job.id!,
-      name: job.name,
-      data: job.data,
-      reason: job.failedReason || err.message,
-      attemptsMade: job.attemptsMade,
-      failedAt: job.finishedOn ?? Date.now(),
-      parent,
-    });
-    log.warn({ jobId: job.id, queue, reason: job.failedReason }, 'job dead-lettered');
-  };
   await Promise.all(workers.map((w) => w.waitUntilReady()));
+  deadLetters.start();
   const queues = workers.map((w) => w.name);
 
   // Host registry heartbeat and metrics snapshot.
@@ -178,6 +191,7 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
         await Promise.race([closed, sleep(10_000)]);
       }
       await Promise.all(producers.map((q) => q.close().catch(() => {})));
+      await deadLetters.close();
       clearInterval(heartbeat);
       await beat().catch(() => {}); // final metrics
       await withdraw(lockRedis, cfg.prefix, cfg.host, instance).catch(() => {});
@@ -199,7 +213,7 @@ function pausePullsWhileFull(images: Worker, health: StoreHealth, paths: StorePa
     images.pause(true).catch(() => {});
     log.warn('store full: pulls paused until space is back');
     probing = setInterval(() => {
-      void storeAcceptsWrites(paths).then((ok) => {
+      void storeAcceptsWrites(paths, health.needBytes).then((ok) => {
         if (!ok || !probing) return;
         clearInterval(probing);
         probing = undefined;

@@ -5,7 +5,7 @@
  * after EROFS/EACCES/EPERM (the worker reports itself unhealthy; jobs fail
  * permanently until an operator fixes the mount or ownership).
  */
-import { open, unlink } from 'node:fs/promises';
+import { open, statfs, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StorePaths } from '../store/paths.js';
 
@@ -14,12 +14,15 @@ export type StoreHealthState = 'ok' | 'disk-full' | 'store-unwritable';
 export class StoreHealth {
   state: StoreHealthState = 'ok';
   detail: string | undefined;
+  /** disk-full: bytes the failed pull needed, so pulls resume only once that much is free. */
+  needBytes = 0;
   private readonly listeners = new Set<(s: StoreHealthState) => void>();
 
-  set(state: StoreHealthState, detail?: string): void {
+  set(state: StoreHealthState, detail?: string, needBytes = 0): void {
     const changed = state !== this.state;
     this.state = state;
     this.detail = state === 'ok' ? undefined : detail;
+    this.needBytes = state === 'disk-full' ? Math.max(needBytes, this.needBytes) : 0;
     if (changed) for (const l of this.listeners) l(state);
   }
 
@@ -28,8 +31,18 @@ export class StoreHealth {
   }
 }
 
-/** Can the store take a write again? A 1 MiB probe file in temp/, fsynced and removed. */
-export async function storeAcceptsWrites(paths: StorePaths, probeBytes = 1024 * 1024): Promise<boolean> {
+/**
+ * Is there room again? The file system must report `needBytes` free (what the
+ * failed pull needed, at least 1 MiB), and a 1 MiB probe file in temp/ must
+ * be writable (quotas, reserved blocks).
+ */
+export async function storeAcceptsWrites(paths: StorePaths, needBytes = 0, probeBytes = 1024 * 1024): Promise<boolean> {
+  try {
+    const st = await statfs(paths.temp);
+    if (st.bavail * st.bsize < Math.max(needBytes, probeBytes)) return false;
+  } catch {
+    return false;
+  }
   const probe = join(paths.temp, `.fleetq-space-probe-${process.pid}`);
   try {
     const fh = await open(probe, 'w', 0o600);

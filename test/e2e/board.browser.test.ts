@@ -1,11 +1,14 @@
 /**
  * The dashboard in a real browser: headless Chromium (Debian's) driven by
  * playwright-core. Loads the board with credentials, sees two hosts' queues
- * and a failed job's reason, retries it from the UI, and gets 401 without
- * credentials. A screenshot is kept in test-artifacts/ (not committed).
+ * and a failed job's reason, retries it from the UI (through the board's CSRF
+ * check: the UI echoes the XSRF-TOKEN cookie), and gets 401 without
+ * credentials. With every non-loopback request blocked, the page makes none
+ * and still renders (no font CDN; the CSP is not violated). A screenshot is
+ * kept in test-artifacts/ (not committed).
  */
 import { existsSync, mkdirSync } from 'node:fs';
-import { type Browser, chromium } from 'playwright-core';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueEnsureImage } from '../../src/queues/enqueue-ensure-image.js';
 import { imageQueueName } from '../../src/queues/names.js';
@@ -57,6 +60,32 @@ afterAll(async () => {
   for (const r of roots) removeRoot(r);
 });
 
+const isLoopbackUrl = (u: string) => {
+  try {
+    return ['127.0.0.1', 'localhost', '[::1]'].includes(new URL(u).hostname);
+  } catch {
+    return false;
+  }
+};
+
+/** Cut the page off from everything but loopback, and record what it asks for and what the CSP refuses. */
+async function offline(ctx: BrowserContext, page: Page) {
+  const requests: string[] = [];
+  const blocked: string[] = [];
+  const cspErrors: string[] = [];
+  page.on('request', (r) => requests.push(r.url()));
+  page.on('console', (m) => {
+    if (/Content[- ]Security[- ]Policy/i.test(m.text())) cspErrors.push(m.text());
+  });
+  await ctx.route('**/*', (route) => {
+    const url = route.request().url();
+    if (isLoopbackUrl(url) || url.startsWith('data:')) return route.continue();
+    blocked.push(url);
+    return route.abort('internetdisconnected');
+  });
+  return { requests, blocked, cspErrors, foreign: () => requests.filter((u) => !isLoopbackUrl(u) && !u.startsWith('data:')) };
+}
+
 describe('the board in Chromium', () => {
   it('without credentials the browser gets 401', async () => {
     const ctx = await browser.newContext();
@@ -72,6 +101,7 @@ describe('the board in Chromium', () => {
   it('with credentials: both hosts\' queues, the failed job\'s reason, retry from the UI', async () => {
     const ctx = await browser.newContext({ httpCredentials: { username: 'oncall', password: 'browser-pass' }, viewport: { width: 1400, height: 900 } });
     const page = await ctx.newPage();
+    const net = await offline(ctx, page);
     const res = await page.goto(`${board.url}/`);
     expect(res?.status()).toBe(200);
     for (const name of ['images-web-1', 'images-web-2', 'restores-web-1', 'restores-web-2']) {
@@ -94,6 +124,30 @@ describe('the board in Chromium', () => {
     if (await confirm.count()) await confirm.first().click();
     // The retried job really ran again (and failed again: the URL still 404s).
     await expect.poll(() => upstream.gets('/web/missing.qcow2'), { timeout: 15_000, interval: 100 }).toBe(before + 1);
+    expect(net.foreign()).toEqual([]);
+    expect(net.cspErrors).toEqual([]);
+    await ctx.close();
+  });
+
+  it('with the network cut, the page asks nothing of any other host (no font CDN) and still renders the queues', async () => {
+    const ctx = await browser.newContext({ httpCredentials: { username: 'oncall', password: 'browser-pass' } });
+    const page = await ctx.newPage();
+    const net = await offline(ctx, page);
+    const res = await page.goto(`${board.url}/`, { waitUntil: 'networkidle' });
+    expect(res?.status()).toBe(200);
+    expect(res?.headers()['content-security-policy']).toMatch(/default-src 'self'/);
+    for (const name of ['images-web-1', 'restores-web-2']) {
+      await expect.poll(() => page.getByText(name, { exact: true }).count(), { timeout: 15_000 }).toBeGreaterThan(0);
+    }
+    // The page did load its own scripts, styles and API from the board…
+    expect(net.requests.some((u) => /\/static\/js\/main\.[0-9a-f]+\.js$/.test(u))).toBe(true);
+    expect(net.requests.some((u) => /\/static\/css\/main\.[0-9a-f]+\.css$/.test(u))).toBe(true);
+    expect(net.requests.some((u) => u.includes('/api/queues'))).toBe(true);
+    // …and nothing from anywhere else: not even an attempt that the route had to block.
+    expect(net.foreign()).toEqual([]);
+    expect(net.blocked).toEqual([]);
+    expect(await page.locator('link[href*="fonts.googleapis.com"]').count()).toBe(0);
+    expect(net.cspErrors).toEqual([]);
     await ctx.close();
   });
 });

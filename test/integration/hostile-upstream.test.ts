@@ -292,6 +292,8 @@ describe('7. error classes that mean something', () => {
         expect(await (await h.images.queue.getJob(jobId))!.getState()).toMatch(/delayed|wait|prioritized/);
         expect(readdirSync(storePaths(root).temp).filter((n) => n.startsWith('pull-'))).toEqual([]);
 
+        // 2 MiB free is not the 8 MiB this pull needs (4 MiB body + conversion): pulls stay paused.
+        expect(h.worker.logs.some((l) => l.msg === 'store has space again: pulls resumed')).toBe(false);
         execFileSync('mount', ['-o', 'remount,size=64m', root]);
         const r = await h.images.settle(jobId, 30_000);
         expect(r.value).toMatchObject({ outcome: 'pulled', digest: img.digest });

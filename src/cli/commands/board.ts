@@ -15,11 +15,26 @@ export const portFlag = flagParser('--port', (v) => {
   return Number(v);
 });
 
+export const originFlag = flagParser('--origin', (v) => {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new Error(`must be an origin such as https://board.example.com (got ${JSON.stringify(v)})`);
+  }
+  if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.username || u.password || (u.pathname !== '/' && u.pathname !== '') || u.search || u.hash) {
+    throw new Error(`must be an origin such as https://board.example.com: scheme, host and port only (got ${JSON.stringify(v)})`);
+  }
+  return u.origin;
+});
+
 export interface BoardFlags {
   port: number;
   bind: string;
   auth: boolean;
   readOnly?: boolean;
+  /** The origin operators use when a reverse proxy in front rewrites Host (CSRF check). */
+  origin?: string;
 }
 
 /** Decide credentials; throws a UsageError when the board would be open to the network. */
@@ -43,7 +58,7 @@ export function boardCredentials(flags: BoardFlags, env = process.env): Credenti
 export async function launchBoard(cfg: Config, flags: BoardFlags, creds: Credentials | undefined, log: Logger): Promise<RunningBoard> {
   // Loaded on demand: express and Bull Board cost ~15 MB of RSS that a plain worker should not carry.
   const { startBoard } = await import('../../board/server.js');
-  const board = await startBoard({ cfg, port: flags.port, bind: flags.bind, credentials: creds, readOnly: Boolean(flags.readOnly), log });
+  const board = await startBoard({ cfg, port: flags.port, bind: flags.bind, credentials: creds, readOnly: Boolean(flags.readOnly), log, origin: flags.origin });
   const who = creds ? `user "${creds.user}", credentials from ${creds.source}` : 'NO authentication (--no-auth, loopback only)';
   process.stderr.write(`fleetq: board at ${board.url} (${who}${flags.readOnly ? ', read-only' : ''})\n`);
   log.info({ url: board.url, auth: creds ? creds.source : 'none', readOnly: Boolean(flags.readOnly) }, 'board started');
@@ -63,6 +78,7 @@ export function registerBoard(program: Command): void {
     .option('--bind <addr>', 'address to bind', '127.0.0.1')
     .option('--no-auth', 'serve without authentication (loopback --bind only)')
     .option('--read-only', 'refuse every write (retry, remove, clean, pause…) at the API')
+    .option('--origin <url>', 'the origin operators open the board at, when a reverse proxy in front rewrites Host (default: the request\'s Host)', originFlag)
     .action(async (flags: BoardFlags) => {
       const creds = boardCredentials(flags);
       const cfg = cliConfig();

@@ -2,7 +2,6 @@
 import { Job } from 'bullmq';
 import type { Command } from 'commander';
 import { RestorePayload } from '../../jobs/contracts/restore.js';
-import { redactDeep } from '../../lib/redact.js';
 import { parseDuration } from '../../lib/units.js';
 import { type DeadLetter, purgeDeadLetters, removeDeadLetters, scanDeadLetters } from '../../ops/dead-letters.js';
 import type { Fleet } from '../../ops/fleet.js';
@@ -10,7 +9,7 @@ import { matches } from '../../ops/job-filter.js';
 import { retryJob } from '../../ops/retry-job.js';
 import { enqueueRestore } from '../../queues/enqueue-restore.js';
 import { defaultJobOptions } from '../../queues/job-options.js';
-import { ago, printJson, printTable, progressBar } from '../output.js';
+import { ago, printJson, printLine, printTable, progressBar } from '../output.js';
 import { addFilterFlags, type FilterFlags, hostList, toFilter, withFleet } from '../fleet-command.js';
 import { flagParser } from '../usage-error.js';
 
@@ -61,7 +60,7 @@ export function registerDlq(program: Command): void {
   addFilterFlags(dlq.command('ls').description('list dead letters (oldest first)')).action(async (f: FilterFlags) => {
     await withFleet(async (fleet) => {
       const rows = await collect(fleet, f);
-      if (f.json) return printJson(rows.map((d) => ({ ...d, data: redactDeep(d.data) })));
+      if (f.json) return printJson(rows); // printJson redacts data, reason and everything else
       printTable(
         rows.map((d) => ({ id: d.originalId, host: d.host, queue: d.queueKind, name: d.name, attempts: d.attemptsMade, failed: ago(d.failedAt), reason: d.reason })),
         ['id', 'host', 'queue', 'name', 'attempts', 'failed', 'reason'],
@@ -93,8 +92,8 @@ export function registerDlq(program: Command): void {
         const summary = { dryRun: Boolean(f.dryRun), matched: rows.length, requeued: results.filter((r) => !/^(would )?skip|^error/.test(r.result) && r.result !== 'would requeue').length, errors };
         if (f.json) printJson({ summary, entries: results });
         else {
-          for (const r of results) process.stdout.write(`${r.host}/${r.queue} ${r.id}: ${r.result}\n`);
-          process.stdout.write(`${f.dryRun ? 'dry run: ' : ''}matched ${summary.matched}, requeued ${summary.requeued}, errors ${errors}\n`);
+          for (const r of results) printLine(`${r.host}/${r.queue} ${r.id}: ${r.result}`);
+          printLine(`${f.dryRun ? 'dry run: ' : ''}matched ${summary.matched}, requeued ${summary.requeued}, errors ${errors}`);
         }
         if (errors) process.exitCode = 1;
       });
@@ -109,7 +108,7 @@ export function registerDlq(program: Command): void {
       await withFleet(async (fleet) => {
         const removed = await purgeDeadLetters(fleet.redis, fleet.cfg.prefix, opts.olderThan);
         if (opts.json) printJson({ removed });
-        else process.stdout.write(`removed ${removed} dead letter${removed === 1 ? '' : 's'}\n`);
+        else printLine(`removed ${removed} dead letter${removed === 1 ? '' : 's'}`);
       });
     });
 }

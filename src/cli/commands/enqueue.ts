@@ -11,6 +11,7 @@ import { imageQueueName, restoreQueueName } from '../../queues/names.js';
 import type { Config } from '../../config/schema.js';
 import { cliConfig, openQueue, type QueueHandle } from '../context.js';
 import { asUsageError, durationFlag, hostFlag, jobIdFlag, priorityFlag } from '../flags.js';
+import { printJsonLine, printLine } from '../output.js';
 
 interface SubmitFlags {
   host: string;
@@ -77,16 +78,17 @@ function addSubmitOptions(cmd: Command, noun: string): Command {
  */
 async function report(handle: QueueHandle, jobId: string, extra: Record<string, unknown>, opts: SubmitFlags): Promise<void> {
   if (!opts.wait) {
-    process.stdout.write(opts.json ? `${JSON.stringify({ jobId, state: 'queued', ...extra })}\n` : `${jobId}\n`);
+    if (opts.json) printJsonLine({ jobId, state: 'queued', ...extra });
+    else printLine(jobId);
     return;
   }
   const job = await Job.fromId(handle.queue, jobId);
   const w = job ? await waitForJob(job, handle.events!, opts.timeout) : { state: 'unknown', failedReason: 'job no longer exists (removed after completion?)' };
   const rv = (w as { returnvalue?: { outcome?: string; digest?: string } }).returnvalue;
   const out = { jobId, state: w.state, ...extra, outcome: rv?.outcome, digest: rv?.digest, failedReason: w.failedReason };
-  if (opts.json) process.stdout.write(`${JSON.stringify(out)}\n`);
-  else if (out.state === 'completed') process.stdout.write(`${jobId} completed${out.outcome ? `: ${out.outcome}` : ''}${out.digest ? ` ${out.digest}` : ''}\n`);
-  else process.stdout.write(`${jobId} ${out.state}: ${out.failedReason ?? ''}\n`);
+  if (opts.json) printJsonLine(out);
+  else if (out.state === 'completed') printLine(`${jobId} completed${out.outcome ? `: ${out.outcome}` : ''}${out.digest ? ` ${out.digest}` : ''}`);
+  else printLine(`${jobId} ${out.state}: ${out.failedReason ?? ''}`);
   process.exitCode = out.state === 'completed' ? 0 : out.state === 'timeout' ? 3 : 1;
 }
 

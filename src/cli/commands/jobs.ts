@@ -3,7 +3,7 @@ import { Job } from 'bullmq';
 import type { Command } from 'commander';
 import { redactDeep } from '../../lib/redact.js';
 import { lastActivity } from '../../ops/job-filter.js';
-import { ago, printJson, printTable } from '../output.js';
+import { ago, printJson, printLine, printTable } from '../output.js';
 import { addFilterFlags, type FilterFlags, hostList, toFilter, withFleet } from '../fleet-command.js';
 import { UsageError } from '../usage-error.js';
 
@@ -24,7 +24,7 @@ export function registerJobs(program: Command): void {
           state,
           attempts: `${job.attemptsMade}/${job.opts.attempts ?? 1}`,
           when: lastActivity(job),
-          image: typeof job.data?.image === 'string' ? redactDeep(job.data.image) : undefined,
+          image: typeof job.data?.image === 'string' ? job.data.image : undefined, // printJson / printTable redact every field
           digest: job.data?.imageDigest,
           reason: job.failedReason || undefined,
         });
@@ -47,13 +47,13 @@ export function registerJobs(program: Command): void {
           const job = await Job.fromId(ref.queue, id);
           if (!job) continue;
           const [state, logs, children] = await Promise.all([job.getState(), ref.queue.getJobLogs(id, 0, 199), job.getDependencies().catch(() => undefined)]);
-          const out = {
+          const raw = {
             id: job.id,
             host: ref.host,
             queue: ref.name,
             name: job.name,
             state,
-            data: redactDeep(job.data),
+            data: job.data,
             attemptsMade: job.attemptsMade,
             attempts: job.opts.attempts ?? 1,
             priority: job.opts.priority,
@@ -62,18 +62,20 @@ export function registerJobs(program: Command): void {
             finishedAt: job.finishedOn ? new Date(job.finishedOn).toISOString() : undefined,
             failedReason: job.failedReason || undefined,
             stacktrace: job.stacktrace?.slice(-1)[0],
-            returnvalue: redactDeep(job.returnvalue),
+            returnvalue: job.returnvalue,
             progress: job.progress,
             parent: job.parent?.id ? { id: job.parent.id, queue: job.parent.queueKey } : undefined,
             children: children ? { processed: Object.keys(children.processed ?? {}), unprocessed: children.unprocessed ?? [], failed: children.failed ?? [] } : undefined,
             logs: logs.logs,
           };
+          // Payload, return value, failed reason, stack trace and job logs may all hold URLs: redact once, for both outputs.
+          const out = redactDeep(raw) as typeof raw;
           if (opts.json) return printJson(out);
           for (const [k, v] of Object.entries(out)) {
             if (v === undefined || k === 'logs') continue;
-            process.stdout.write(`${k.padEnd(13)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}\n`);
+            printLine(`${k.padEnd(13)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
           }
-          if (out.logs.length) process.stdout.write(`logs:\n${out.logs.map((l) => `  ${l}`).join('\n')}\n`);
+          if (out.logs.length) printLine(`logs:\n${out.logs.map((l) => `  ${l}`).join('\n')}`);
           return;
         }
         throw new UsageError(`no job ${JSON.stringify(id)} on ${hosts.join(', ') || 'any registered host'}`);

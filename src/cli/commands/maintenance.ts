@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { parseDuration } from '../../lib/units.js';
 import { parseQueueKind } from '../../ops/job-filter.js';
 import type { QueueKind } from '../../queues/names.js';
-import { printJson } from '../output.js';
+import { printJson, printLine } from '../output.js';
 import { hostList, withFleet } from '../fleet-command.js';
 import { flagParser, UsageError } from '../usage-error.js';
 
@@ -27,7 +27,7 @@ export function registerMaintenance(program: Command): void {
           out.push({ queue: ref.name, promoted: before - (await ref.queue.getDelayedCount()) });
         }
         if (opts.json) return printJson(out);
-        for (const o of out) process.stdout.write(`${o.queue}: promoted ${o.promoted}\n`);
+        for (const o of out) printLine(`${o.queue}: promoted ${o.promoted}`);
       });
     });
 
@@ -56,7 +56,7 @@ export function registerMaintenance(program: Command): void {
           out.push({ queue: ref.name, removed });
         }
         if (opts.json) return printJson(out);
-        for (const o of out) process.stdout.write(`${o.queue}: removed ${o.removed} ${opts.state}\n`);
+        for (const o of out) printLine(`${o.queue}: removed ${o.removed} ${opts.state}`);
       });
     });
 }

@@ -6,7 +6,7 @@ import { ENSURE_IMAGE, EnsureImagePayload } from '../../jobs/contracts/ensure-im
 import { parseDuration } from '../../lib/units.js';
 import { enqueueEnsureImage } from '../../queues/enqueue-ensure-image.js';
 import { defaultJobOptions } from '../../queues/job-options.js';
-import { printJson } from '../output.js';
+import { printJson, printJsonLine } from '../output.js';
 import { hostList, withFleet } from '../fleet-command.js';
 import { flagParser, UsageError } from '../usage-error.js';
 import { asUsageError } from '../flags.js';
@@ -53,7 +53,7 @@ export function registerPrewarm(program: Command): void {
           }
         }
         if (opts.json) return printJson(out);
-        for (const o of out) process.stdout.write(`${JSON.stringify(o)}\n`);
+        for (const o of out) printJsonLine(o);
       });
     });
 }

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { parseStates, type UserState } from '../../ops/job-filter.js';
 import { reroute } from '../../ops/reroute.js';
-import { printJson } from '../output.js';
+import { printJson, printLine } from '../output.js';
 import { withFleet } from '../fleet-command.js';
 import { hostFlag } from '../flags.js';
 import { UsageError } from '../usage-error.js';
@@ -34,8 +34,8 @@ export function registerReroute(program: Command): void {
         const moved = items.filter((i) => i.action === 'move').length;
         const summary = { dryRun: Boolean(opts.dryRun), from: opts.fromHost, to: opts.toHost, moved, skipped: items.length - moved };
         if (opts.json) return printJson({ summary, jobs: items });
-        for (const i of items) process.stdout.write(`${i.queue} ${i.id} (${i.name}, ${i.state}): ${i.action === 'move' ? (opts.dryRun ? 'would move' : 'moved') : `skip ${i.why}`}\n`);
-        process.stdout.write(`${opts.dryRun ? 'dry run: ' : ''}${opts.dryRun ? 'would move' : 'moved'} ${moved} to ${opts.toHost}, skipped ${summary.skipped}\n`);
+        for (const i of items) printLine(`${i.queue} ${i.id} (${i.name}, ${i.state}): ${i.action === 'move' ? (opts.dryRun ? 'would move' : 'moved') : `skip ${i.why}`}`);
+        printLine(`${opts.dryRun ? 'dry run: ' : ''}${opts.dryRun ? 'would move' : 'moved'} ${moved} to ${opts.toHost}, skipped ${summary.skipped}`);
       });
     });
 }

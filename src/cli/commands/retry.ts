@@ -3,7 +3,7 @@ import { Job } from 'bullmq';
 import type { Command } from 'commander';
 import type { QueueRef } from '../../ops/fleet.js';
 import { planRetry, retryJob, type RetryOutcome } from '../../ops/retry-job.js';
-import { printJson, progressBar } from '../output.js';
+import { printJson, printLine, progressBar } from '../output.js';
 import { addFilterFlags, type FilterFlags, hostList, toFilter, withFleet } from '../fleet-command.js';
 
 interface RetryFlags extends FilterFlags {
@@ -66,9 +66,9 @@ export function registerRetry(program: Command): void {
                 : f.dryRun
                   ? 'would retry'
                   : `retried${r.removedImageJobs?.length ? ` (removed its finished image jobs ${r.removedImageJobs.join(', ')})` : ''}`;
-            process.stdout.write(`${r.host}/${r.queue} ${r.id}: ${verb}\n`);
+            printLine(`${r.host}/${r.queue} ${r.id}: ${verb}`);
           }
-          process.stdout.write(`${f.dryRun ? 'dry run: ' : ''}matched ${summary.matched}, ${f.dryRun ? 'would retry' : 'retried'} ${summary.retried}, skipped ${summary.skipped}, errors ${summary.errors}\n`);
+          printLine(`${f.dryRun ? 'dry run: ' : ''}matched ${summary.matched}, ${f.dryRun ? 'would retry' : 'retried'} ${summary.retried}, skipped ${summary.skipped}, errors ${summary.errors}`);
         }
         if (errors) process.exitCode = 1;
       });

@@ -12,22 +12,60 @@ export const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
 export const Digest = z.string().regex(DIGEST_RE, 'must be "sha256:" followed by 64 lowercase hex characters');
 export type Digest = z.infer<typeof Digest>;
 
-/** A cloud image reference: an absolute http(s) URL, nothing else (no file://, no OCI refs). */
+/**
+ * A cloud image reference: an absolute http(s) URL with a host, parsed once
+ * with the WHATWG parser (the one undici fetches with) and stored as its
+ * canonical `href`, fragment dropped. Spellings the parser silently rewrites
+ * are refused rather than guessed at, so what is shown, stored, locked on and
+ * fetched is one string: blanks or control characters anywhere (the parser
+ * trims them or drops tabs and newlines), backslashes before the query (read
+ * as "/"), `http:host` or `http:///host` (no or extra slashes). Credentials
+ * (`user:pw@`) are refused: they would sit in Redis, job lists and the board;
+ * the worker's credential store (FLEETQ_IMAGE_AUTH_FILE) holds them instead.
+ * Signed query strings (S3/GCS presigned URLs) are per-URL and short-lived:
+ * allowed, and redacted wherever shown.
+ */
+const NO_CREDENTIALS =
+  'must not carry credentials (user:password@): put them in the credential store of the workers that pull it (FLEETQ_IMAGE_AUTH_FILE), which sends them to that origin only';
+
 export const ImageUrl = z
   .string({ error: (iss) => (iss.input === undefined ? 'is required' : 'must be a string') })
   .min(1, 'is required')
   .max(4096, 'is longer than 4096 characters')
-  .superRefine((value, ctx) => {
+  .transform((value, ctx) => {
+    const fail = (message: string) => {
+      ctx.addIssue({ code: 'custom', message, input: value });
+      return z.NEVER;
+    };
+    if (/^\s|\s$/.test(value)) return fail('must not start or end with whitespace');
+    if (/[\s\x00-\x1f\x7f]/.test(value)) return fail('must not contain whitespace or control characters (percent-encode them, e.g. %20)');
+    const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(value);
+    if (!scheme) return fail('must be an absolute http:// or https:// URL');
+    const protocol = scheme[1]!.toLowerCase();
+    if (protocol !== 'http' && protocol !== 'https') {
+      return fail(`has unsupported protocol scheme "${protocol}": only http and https are allowed`);
+    }
+    const rest = value.slice(scheme[0].length);
+    const beforeQuery = rest.split(/[?#]/, 1)[0]!;
+    // The authority however it is spelled (http:u@h, http:\\u@h, http:///u@h): credentials get their own message.
+    const authority = beforeQuery.replace(/^[/\\]*/, '').split(/[/\\]/, 1)[0]!;
+    if (authority.includes('@')) {
+      return fail(NO_CREDENTIALS);
+    }
+    if (beforeQuery.includes('\\')) return fail('must not contain "\\" before the query (URL parsers read it as "/"): use "/"');
+    if (!/^\/\/[^/]/.test(rest)) return fail(`must be written ${protocol}://host/path (exactly two slashes after "${protocol}:")`);
     let url: URL;
     try {
       url = new URL(value);
     } catch {
-      ctx.addIssue({ code: 'custom', message: 'must be an absolute http:// or https:// URL', input: value });
-      return;
+      return fail('must be an absolute http:// or https:// URL (its host or port is not valid)');
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      ctx.addIssue({ code: 'custom', message: `has unsupported protocol scheme "${url.protocol.slice(0, -1)}": only http and https are allowed`, input: value });
+    if (url.username || url.password) {
+      return fail(NO_CREDENTIALS);
     }
+    if (!url.hostname) return fail('must have a host');
+    url.hash = '';
+    return url.href;
   });
 
 /** `cloudimg` today; `oci` is reserved for the OCI backend. */

@@ -25,7 +25,15 @@ describe('ensure-image payload', () => {
     });
   });
 
+  it('stores the canonical URL, without fragment', () => {
+    expect(parse({ image: 'HTTPS://Epoch.Example:443/dl/./win11#x' }).image).toBe('https://epoch.example/dl/win11');
+  });
+
   it.each([
+    ['credentials', { image: 'https://u:p@x/a' }, 'image', /must not carry credentials.*FLEETQ_IMAGE_AUTH_FILE/],
+    ['scheme:user@host', { image: 'http:u:p@x/a' }, 'image', /must not carry credentials/],
+    ['leading blank', { image: ' http://x/a' }, 'image', /whitespace/],
+    ['backslash', { image: 'http://x\\a' }, 'image', /"\\"/],
     ['wrong scheme', { image: 'ftp://x/a' }, 'image', /unsupported protocol scheme "ftp"/],
     ['file://', { image: 'file:///etc/passwd' }, 'image', /unsupported protocol scheme "file"/],
     ['OCI ref on cloudimg', { image: 'simular/win10:22h2' }, 'image', /absolute http/],
@@ -46,8 +54,10 @@ describe('ensure-image payload', () => {
   });
 
   it('never echoes URL credentials in the error', () => {
-    const err = rejection({ image: 'ftp://user:hunter2@x/a?token=s3cret' });
-    expect(err.message).not.toContain('hunter2');
-    expect(err.message).not.toContain('s3cret');
+    for (const image of ['ftp://user:hunter2@x/a?token=s3cret', 'http:user:hunter2@x/a?token=s3cret', ' http://user:hunter2@x/a#token=s3cret']) {
+      const err = rejection({ image });
+      expect(err.message).not.toContain('hunter2');
+      expect(err.message).not.toContain('s3cret');
+    }
   });
 });
