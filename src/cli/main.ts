@@ -14,6 +14,7 @@ import { registerPrewarm } from './commands/prewarm.js';
 import { registerReroute } from './commands/reroute.js';
 import { registerRetry } from './commands/retry.js';
 import { UsageError } from './usage-error.js';
+import { redactUrl } from '../lib/redact.js';
 
 export function buildProgram(): Command {
   const program = new Command('fleetq')
@@ -51,23 +52,23 @@ export async function main(argv = process.argv): Promise<void> {
         process.exitCode = 0;
         return;
       }
-      process.stderr.write(`fleetq: ${err.message.replace(/^error: /, '')}\n`);
+      process.stderr.write(`fleetq: ${redactUrl(err.message.replace(/^error: /, ''))}\n`);
       process.exitCode = 2;
       return;
     }
     const cause = (err as { cause?: unknown }).cause;
     const usage = err instanceof UsageError ? err : cause instanceof UsageError ? cause : undefined;
     if (usage) {
-      process.stderr.write(`fleetq: ${usage.message}\n`);
+      process.stderr.write(`fleetq: ${redactUrl(usage.message)}\n`);
       process.exitCode = 2;
       return;
     }
     if (err instanceof ConfigError) {
-      process.stderr.write(`fleetq: ${err.message}\n`);
+      process.stderr.write(`fleetq: ${redactUrl(err.message)}\n`);
       process.exitCode = 2;
       return;
     }
-    process.stderr.write(`fleetq: ${(err as Error).message ?? String(err)}\n`);
+    process.stderr.write(`fleetq: ${redactUrl((err as Error).message ?? String(err))}\n`);
     process.exitCode = 1;
   }
 }

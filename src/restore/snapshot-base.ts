@@ -49,7 +49,9 @@ export function resolveBase(snap: CocoonSnapshot, p: RestorePayload): BaseImage 
     throw new SnapshotRecordError(`snapshot ${p.snapshot} boots a ${snap.image_type} image; fleetq ensures cloudimg images only`);
   }
   const recorded = snapshotDigest(snap, p.imageDigest);
-  const snapUrl = snap.image && ImageUrl.safeParse(snap.image).success ? snap.image : undefined;
+  // cocoon's record is input too: only a valid http(s) URL, in its canonical form, is used.
+  const parsedUrl = snap.image ? ImageUrl.safeParse(snap.image) : undefined;
+  const snapUrl = parsedUrl?.success ? parsedUrl.data : undefined;
   const url = p.image ?? snapUrl;
   if (recorded) {
     if (p.imageDigest && p.imageDigest !== recorded) throw new BaseImageMismatchError(p.snapshot, recorded, p.imageDigest);
