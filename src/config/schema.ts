@@ -117,6 +117,15 @@ export const ConfigSchema = z.object({
     .default(false)
     .transform((v) => v === true || v === '1' || v === 'true'),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** json (one object per line), pretty (human lines), auto (pretty on a TTY, else json). */
+  logFormat: z.enum(['json', 'pretty', 'auto'], { error: 'must be json, pretty or auto' }).default('auto'),
+  /** When set, each worker serves /metrics and /healthz on this port (127.0.0.1 unless FLEETQ_METRICS_BIND). */
+  metricsPort: z.coerce.number({ error: 'must be a port number' }).int().min(0).max(65535).optional(),
+  metricsBind: z.string().min(1).default('127.0.0.1'),
+  /** Dead letters older than this are dropped (the DLQ is bounded). */
+  dlqMaxAgeMs: duration.pipe(z.number().min(60_000, 'must be at least 1m')).default(30 * 86_400_000),
+  /** A host without a heartbeat this long is dropped from the registry (`fleetq hosts rm` drops one at once). */
+  hostRetentionMs: duration.pipe(z.number().min(60_000, 'must be at least 1m')).default(7 * 86_400_000),
 });
 
 export type Config = Readonly<z.output<typeof ConfigSchema>>;
@@ -157,6 +166,11 @@ export const ENV_VARS = {
   queues: 'FLEETQ_QUEUES',
   unsafeLegacyUrlCache: 'FLEETQ_UNSAFE_LEGACY_URL_CACHE',
   logLevel: 'FLEETQ_LOG_LEVEL',
+  logFormat: 'FLEETQ_LOG_FORMAT',
+  metricsPort: 'FLEETQ_METRICS_PORT',
+  metricsBind: 'FLEETQ_METRICS_BIND',
+  dlqMaxAgeMs: 'FLEETQ_DLQ_MAX_AGE',
+  hostRetentionMs: 'FLEETQ_HOST_RETENTION',
 } as const satisfies Record<keyof Config, string>;
 
 /** Variables read outside the schema (dashboard, secrets): still known, so compose files may set them. */
