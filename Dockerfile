@@ -1,4 +1,5 @@
-# fleetq worker image. Build: docker build -t fleetq .   Run: see docker-compose.yml
+# fleetq image (workers and the board). Build: docker compose build (tags fleetq:local), or docker build -t fleetq .
+# Run: see docker-compose.yml. No cocoon inside: restores need the host's, bind-mounted (README, "Docker").
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
@@ -20,6 +21,8 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/bin ./bin
 VOLUME ["/var/lib/cocoon"]
+# The board (fleetq board --port 3000) and a worker's /metrics + /healthz (FLEETQ_METRICS_PORT=9464).
+EXPOSE 3000 9464
 STOPSIGNAL SIGTERM
 # --max-semi-space-size=1: see src/worker/node-flags.ts
 ENTRYPOINT ["node", "--max-semi-space-size=1", "bin/fleetq.js"]

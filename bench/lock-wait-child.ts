@@ -15,12 +15,12 @@
 import { lstat, writeFile } from 'node:fs/promises';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
-import type { PullKey } from '../src/lock/keys.js';
+import { lockKeyPrefix, type PullKey } from '../src/lock/keys.js';
 import { PullCoordinator } from '../src/lock/pull-coordinator.js';
 import { ReleaseNotifier } from '../src/lock/release-notifier.js';
 
 const [url, prefix, host] = process.argv.slice(2) as [string, string, string];
-const lockRedis = new Redis(url, { maxRetriesPerRequest: null });
+const lockRedis = new Redis(url, { maxRetriesPerRequest: null, keyPrefix: lockKeyPrefix(prefix) }); // the lock's own client: <prefix>:mutex:…
 const subscriber = new Redis(url, { maxRetriesPerRequest: null });
 const notifier = new ReleaseNotifier(subscriber);
 const now = () => performance.timeOrigin + performance.now();

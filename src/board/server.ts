@@ -23,6 +23,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { Fleet } from '../ops/fleet.js';
+import { boardNaming } from '../queues/names.js';
 import { basicAuth, type Credentials, loopbackHostOnly } from './auth.js';
 import { csrfProtection } from './csrf.js';
 import { LoginLimiter } from './login-limiter.js';
@@ -101,7 +102,8 @@ export async function startBoard(opts: BoardOptions): Promise<RunningBoard> {
     serverAdapter,
     options: {
       uiBasePath: ui.uiBasePath,
-      uiConfig: { boardTitle: `fleetq${opts.readOnly ? ' (read-only)' : ''}` },
+      // The overview, like the sidebar, groups queues by host (board names are `<host>:<queue>`, queues/names.ts).
+      uiConfig: { boardTitle: `fleetq${opts.readOnly ? ' (read-only)' : ''}`, overview: { groupByDelimiter: true } },
       handlerHooks: {
         before: ({ route, request }) => {
           if (NO_HAND_WRITES.has(route)) return { allow: false, status: 405, errorKey: 'ERRORS.FORBIDDEN', message: HAND_WRITE_REFUSAL };
@@ -115,19 +117,31 @@ export async function startBoard(opts: BoardOptions): Promise<RunningBoard> {
     },
   });
 
-  const shown = new Set<string>();
+  // Board name (`<host>:<queue>`, queues/names.ts boardNaming) → queue name, for the queues on the board.
+  const shown = new Map<string, string>();
   const sync = async () => {
     const hosts = await fleet.hosts();
-    for (const ref of fleet.queuesFor(hosts.map((h) => h.host))) {
-      if (shown.has(ref.name)) continue;
-      const adapter = new BullMQAdapter(ref.queue, { readOnlyMode: opts.readOnly, description: `${ref.kind} on ${ref.host}` });
+    const refs = fleet.queuesFor(hosts.map((h) => h.host));
+    // A host dropped from the registry (`fleetq hosts rm`, retention) leaves the board too.
+    const current = new Set(refs.map((ref) => boardNaming(ref.kind, ref.host).name));
+    for (const [name, queue] of shown) {
+      if (current.has(name)) continue;
+      board.removeQueue(name);
+      shown.delete(name);
+      opts.log.info({ queue }, 'board: queue removed (host no longer registered)');
+    }
+    for (const ref of refs) {
+      // One mapping: the sidebar groups by host (split on ":", which no host id or queue name contains).
+      const naming = boardNaming(ref.kind, ref.host);
+      if (shown.has(naming.name)) continue;
+      const adapter = new BullMQAdapter(ref.queue, { readOnlyMode: opts.readOnly, description: `${ref.kind} on ${ref.host}`, ...naming.adapterOptions });
       // Redacted and capped at 64 KiB per field (the after hook does the rest: failed reasons, stacks, logs, flows, schedulers).
       adapter.setFormatter('data', (d: unknown) => capValue(d));
       adapter.setFormatter('returnValue', (d: unknown) => capValue(d));
       adapter.setFormatter('progress', (d: unknown) => (typeof d === 'number' ? d : capValue(d)));
       adapter.setFormatter('name', (j: { name?: unknown }) => String(capText(typeof j.name === 'string' ? j.name : '')));
       board.addQueue(adapter);
-      shown.add(ref.name);
+      shown.set(naming.name, ref.name);
       opts.log.info({ queue: ref.name }, 'board: queue added');
     }
   };

@@ -2,9 +2,9 @@
 import type { Command } from 'commander';
 import { parseQueueKind, parseRegex, parseStates, type JobFilter, type UserState } from '../ops/job-filter.js';
 import { Fleet, UnknownHostError } from '../ops/fleet.js';
-import { parseDuration } from '../lib/units.js';
 import type { QueueKind } from '../queues/names.js';
 import { cliConfig } from './context.js';
+import { durationFlag } from './flags.js';
 import { flagParser, positiveIntFlag, UsageError } from './usage-error.js';
 
 export interface FilterFlags {
@@ -22,22 +22,10 @@ export function addFilterFlags(cmd: Command, defaultState?: string): Command {
   return cmd
     .option('--host <ids>', 'host id(s), comma-separated (default: every registered host)')
     .option('--queue <images|restores>', 'only this queue kind', flagParser('--queue', (v) => parseQueueKind(v)))
-    .option(`--state <states>`, `job states, comma-separated: failed, waiting, active, delayed, completed${defaultState ? ` (default ${defaultState})` : ''}`, (v: string) => {
-      try {
-        return parseStates(v);
-      } catch (err) {
-        throw new UsageError((err as Error).message);
-      }
-    })
+    .option(`--state <states>`, `job states, comma-separated: failed, waiting, active, delayed, completed${defaultState ? ` (default ${defaultState})` : ''}`, flagParser('--state', (v) => parseStates(v)))
     .option('--name <name>', 'job name (ensure-image or restore)')
-    .option('--reason <regex>', 'failed reason matches this regular expression (case-insensitive)', (v: string) => {
-      try {
-        return parseRegex(v);
-      } catch (err) {
-        throw new UsageError((err as Error).message);
-      }
-    })
-    .option('--since <duration>', 'only jobs active within this long (e.g. 2h)', flagParser('--since', parseDuration))
+    .option('--reason <regex>', 'failed reason matches this regular expression (case-insensitive)', flagParser('--reason', (v) => parseRegex(v)))
+    .option('--since <duration>', 'only jobs active within this long (a unit is required: 30m, 2h, 7d)', durationFlag('--since'))
     .option('--limit <n>', 'at most this many jobs', positiveIntFlag('--limit'))
     .option('--json', 'machine-readable output');
 }

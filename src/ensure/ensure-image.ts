@@ -8,8 +8,8 @@
  */
 import type { Dispatcher } from 'undici';
 import type { JobLog } from '../lib/lazy-log.js';
-import type { EnsureImagePayload, EnsureImageResult, PullProgress } from '../jobs/contracts/ensure-image.js';
-import { fetchImage } from '../fetch/fetch-image.js';
+import type { EnsureImagePayload, EnsureImageResult } from '../jobs/contracts/ensure-image.js';
+import { fetchImage, type PullProgressReport } from '../fetch/fetch-image.js';
 import type { ImageAuth } from '../fetch/image-auth.js';
 import { LockLostError } from '../lock/lock-errors.js';
 import { BlobWriter } from '../store/blob-writer.js';
@@ -20,6 +20,7 @@ import { ensureLayout } from '../store/blob-store.js';
 import { ensureReferenced, IndexReferences } from '../store/image-index.js';
 import type { StorePaths } from '../store/paths.js';
 import { redactUrl } from '../lib/redact.js';
+import { formatBytes, formatDuration } from '../lib/units.js';
 import { inspectStore, type StoreSnapshot } from './inspect-store.js';
 
 export interface EnsureDeps {
@@ -69,9 +70,16 @@ async function keepReferenced(deps: EnsureDeps, url: string, present: Present, l
 export interface EnsureContext {
   log: JobLog;
   signal?: AbortSignal | undefined;
-  onProgress?: ((p: PullProgress) => void) | undefined;
-  /** The job's own log (BullMQ job.log), for what an operator must read. */
+  /** Download progress, for `job.updateProgress` (never called when the image is present). */
+  onProgress?: ((p: PullProgressReport) => void) | undefined;
+  /**
+   * The job's own log (BullMQ job.log), for what an operator must read: a pull's
+   * milestones (started, 25/50/75 %, downloaded, verified, converted, committed).
+   * Never called when the image is present: a cache hit writes nothing to its job.
+   */
   jobLog?: ((line: string) => void) | undefined;
+  /** Shown in the "pull started" line, e.g. "attempt 2/5" (job logs survive retries); called only on a pull. */
+  attempt?: (() => string) | undefined;
   /** Called once when the job had to go through the pull lock, with how long it waited. */
   onLockWait?: ((ms: number) => void) | undefined;
 }
@@ -112,6 +120,13 @@ export async function ensureImage(payload: EnsureImagePayload, deps: EnsureDeps,
     // A forced job re-downloads even if the blob appeared meanwhile, but only once.
     recheck: async () => (payload.force && !forcedDone ? undefined : presentFromStore()),
     lead: async (signal, fence) => {
+      const say = ctx.jobLog ?? (() => {});
+      const shown = redactUrl(url);
+      say(
+        `pull started${ctx.attempt ? ` (${ctx.attempt()})` : ''}: GET ${shown}, ${
+          decision.expectDigest ? `expecting ${decision.expectDigest}` : 'no digest pinned (the digest of what arrives is taken)'
+        } [${decision.reason}]`,
+      );
       await ensureLayout(deps.paths);
       const writer = await BlobWriter.create(deps.paths, { source: url, maxBytes: deps.maxImageSize, expectDigest: decision.expectDigest, qemuImg: deps.qemuImg, signal });
       try {
@@ -123,10 +138,17 @@ export async function ensureImage(payload: EnsureImagePayload, deps: EnsureDeps,
           rateWindowMs: deps.rateWindowMs ?? 30_000,
           signal,
           onProgress: ctx.onProgress,
+          onMilestone: ctx.jobLog
+            ? (pct, p) => say(`downloaded ${pct}%: ${formatBytes(p.bytes)} of ${formatBytes(p.total ?? 0)} at ${formatBytes(p.rate)}/s`)
+            : undefined,
           userAgent: deps.userAgent,
           headers: deps.imageAuth?.headersFor(url),
         });
+        const bodyStarted = performance.now();
+        let head = Buffer.alloc(0); // the first bytes, to tell raw from qcow2 in the job log
+        let received = 0;
         try {
+          say(res.declaredLength !== null ? `receiving ${formatBytes(res.declaredLength)}` : `receiving, size unknown (${res.framing}): progress stays at 0% until the body ends`);
           writer.expectLength(res.declaredLength);
           if (res.framing === 'close' && !decision.expectDigest) {
             // Only a pin can tell a body cut short from a complete one when the server just closes the connection.
@@ -134,23 +156,34 @@ export async function ensureImage(payload: EnsureImagePayload, deps: EnsureDeps,
               `${res.shownUrl} sent neither Content-Length nor chunked encoding, so a cut body would look complete; refusing it unpinned (pin the digest with --digest to pull from this server)`,
             );
           }
-          for await (const chunk of res.chunks()) await writer.write(chunk);
+          for await (const chunk of res.chunks()) {
+            if (head.length < 4) head = Buffer.concat([head, chunk.subarray(0, 4 - head.length)]);
+            received += chunk.length;
+            await writer.write(chunk);
+          }
         } finally {
           res.destroy();
         }
+        const secs = (performance.now() - bodyStarted) / 1000;
+        say(`downloaded ${formatBytes(received)} in ${formatDuration(secs * 1000)} (${formatBytes(Math.round(received / Math.max(secs, 0.001)))}/s)`);
         // Verify, prove safe, convert, re-check; then blob rename + index entry in one images.lock section.
         const done = await writer.commit({ ref: url, fence });
         forcedDone = true;
+        say(`verified ${done.blob.digest}: ${decision.expectDigest ? 'matches the pinned digest' : 'no digest was pinned, so this is the digest of what arrived'}; a disk image fleetq accepts`);
+        if (wasConverted(head, done.bytes, done.blob.size)) {
+          say(`converted ${isQcow2(head) ? 'qcow2 (old version or unsupported features)' : 'raw'} to qcow2: ${formatBytes(done.bytes)} received, ${formatBytes(done.blob.size)} on disk`);
+        }
         if (done.warning) {
           ctx.log.warn({ digest: done.blob.digest }, done.warning);
-          ctx.jobLog?.(`warning: ${done.warning}`);
+          say(`warn: ${done.warning}`);
         }
         if (done.indexed === 'pinned-ref') {
           throw new LockLostError(
             `lost the pull lock before recording ${redactUrl(url)}: the verified blob ${done.blob.digest} is kept (indexed as its own digest entry) but the URL's entry was left to the newer leader; retried`,
           );
         }
-        ctx.log.info({ digest: done.blob.digest, bytes: done.bytes, size: done.blob.size, url: redactUrl(url) }, 'image pulled');
+        say(`committed ${done.blob.path}${done.indexed === 'url' ? `, indexed under ${shown}` : ''}`);
+        ctx.log.info({ digest: done.blob.digest, bytes: done.bytes, size: done.blob.size }, 'image pulled');
         return { outcome: 'pulled', digest: done.blob.digest, path: done.blob.path, size: done.blob.size, bytesDownloaded: done.bytes };
       } finally {
         await writer.abort();
@@ -160,9 +193,23 @@ export async function ensureImage(payload: EnsureImagePayload, deps: EnsureDeps,
   ctx.onLockWait?.(outcome.lockWaitMs);
   if (outcome.role === 'follower') {
     ctx.log.info({ lockWaitMs: outcome.lockWaitMs }, 'image pulled by another job');
+    ctx.jobLog?.(`image pulled by another job on this host (waited ${formatDuration(outcome.lockWaitMs)} for it): ${outcome.result.digest}`);
     const present: Present = { ...outcome.result, outcome: 'present', bytesDownloaded: 0 };
     if (pinned) await keepReferenced(deps, url, present, ctx.log);
     return finish(present);
   }
   return finish(outcome.result);
+}
+
+/** qcow2's magic, "QFI\xfb". */
+function isQcow2(head: Buffer): boolean {
+  return head.length >= 4 && head.readUInt32BE(0) === 0x514649fb;
+}
+
+/**
+ * Did the store convert the body (raw, or a qcow2 it does not keep as is)? A
+ * body kept as is is renamed into blobs/, so its size is what arrived.
+ */
+function wasConverted(head: Buffer, received: number, stored: number): boolean {
+  return !isQcow2(head) || received !== stored;
 }

@@ -1,6 +1,10 @@
 import { AppError } from '../lib/errors.js';
 
-/** Upstream answered with a non-200 status. 4xx (but 408/425/429) is permanent; 5xx is transient. */
+/**
+ * Upstream answered with a non-200 status. 4xx (but 408/425/429) is permanent; 5xx is transient.
+ * The message never promises a retry: it becomes the job's failed reason, which is
+ * also the final word after the last attempt (how many were used is said by whoever reports it).
+ */
 export class HttpStatusError extends AppError {
   readonly code = 'E_HTTP_STATUS' as const;
   readonly permanent: boolean;
@@ -14,7 +18,7 @@ export class HttpStatusError extends AppError {
         : statusCode === 401 || statusCode === 403
           ? ' (access denied: check credentials)'
           : statusCode >= 500
-            ? ' (upstream error: will retry)'
+            ? ' (upstream server error)'
             : '';
     super(`GET ${url} answered HTTP ${statusCode}${hint}`);
     this.permanent = statusCode >= 400 && statusCode < 500 && ![408, 425, 429].includes(statusCode);

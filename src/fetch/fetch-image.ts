@@ -21,7 +21,10 @@ export interface FetchImageOptions {
   minRate: number;
   rateWindowMs: number;
   signal?: AbortSignal | undefined;
-  onProgress?: ((p: PullProgress) => void) | undefined;
+  /** At most once per `progressIntervalMs` while bytes arrive, and once at the end. */
+  onProgress?: ((p: PullProgressReport) => void) | undefined;
+  /** Once as the body passes 25, 50 and 75 % of a known Content-Length (job-log milestones). */
+  onMilestone?: ((percent: Milestone, p: PullProgressReport) => void) | undefined;
   progressIntervalMs?: number;
   userAgent?: string | undefined;
   /**
@@ -29,6 +32,23 @@ export interface FetchImageOptions {
    * URL's origin only: the dispatcher's redirect interceptor drops them on a hop to another origin.
    */
   headers?: Readonly<Record<string, string>> | undefined;
+}
+
+/**
+ * A pull's progress as the job reports it. `progress` is 0–100 (whole percent) for
+ * Bull Board's ring, from `bytes` of `total`; it stays 0 while the total is
+ * unknown (no Content-Length: chunked or close-delimited), where `bytes` and
+ * `rate` still move; the last report, once the body has ended, has
+ * `total = bytes` and 100. `rate` is bytes per second since the response began.
+ */
+export type PullProgressReport = PullProgress;
+
+export type Milestone = 25 | 50 | 75;
+const MILESTONES: readonly Milestone[] = [25, 50, 75];
+
+export function progressReport(bytes: number, total: number | null, elapsedMs: number): PullProgressReport {
+  const progress = total === null ? 0 : total <= 0 ? 100 : Math.min(100, Math.floor((bytes * 100) / total));
+  return { progress, bytes, total, rate: Math.round(bytes / Math.max(elapsedMs / 1000, 0.001)) };
 }
 
 /** How the response says where its body ends. `close`: only by closing the connection — a cut body looks complete. */
@@ -80,6 +100,9 @@ export async function fetchImage(opts: FetchImageOptions): Promise<ImageResponse
     const started = Date.now();
     let lastProgress = 0;
     const interval = opts.progressIntervalMs ?? 1000;
+    // Milestones: only with a known, non-zero length; the next one's byte count, checked per chunk.
+    let milestone = opts.onMilestone && declaredLength ? 0 : MILESTONES.length;
+    const milestoneBytes = (i: number) => Math.ceil((declaredLength! * MILESTONES[i]!) / 100);
     // Slowloris: one byte now and then keeps the idle timer happy; the rate window does not.
     const watchdog =
       opts.minRate > 0
@@ -99,13 +122,17 @@ export async function fetchImage(opts: FetchImageOptions): Promise<ImageResponse
         const now = Date.now();
         if (opts.onProgress && now - lastProgress >= interval) {
           lastProgress = now;
-          opts.onProgress({ bytes, total: declaredLength, rate: Math.round(bytes / Math.max((now - started) / 1000, 0.001)) });
+          opts.onProgress(progressReport(bytes, declaredLength, now - started));
+        }
+        while (milestone < MILESTONES.length && bytes >= milestoneBytes(milestone)) {
+          opts.onMilestone!(MILESTONES[milestone++]!, progressReport(bytes, declaredLength, now - started));
         }
       }
       if (declaredLength !== null && bytes !== declaredLength) {
         throw new TruncatedBodyError(`body of ${shownUrl} ended after ${bytes} of ${declaredLength} bytes`);
       }
-      opts.onProgress?.({ bytes, total: declaredLength, rate: Math.round(bytes / Math.max((Date.now() - started) / 1000, 0.001)) });
+      // The body is complete: a total unknown until now is what arrived.
+      opts.onProgress?.(progressReport(bytes, declaredLength ?? bytes, Date.now() - started));
     } catch (err) {
       body.destroy();
       throw classify(err);

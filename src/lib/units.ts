@@ -48,19 +48,63 @@ const DURATION_UNITS: Record<string, number> = {
   w: 7 * 86_400_000,
 };
 
-/** `30s`, `5m`, `2h`, `7d`, `1500ms` or a bare number of milliseconds → milliseconds. */
+const DURATION_PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/y;
+
+/**
+ * `30s`, `5m`, `2h`, `7d`, `1500ms`, `1h30m` → milliseconds.
+ *
+ * Text must carry a unit: a bare number (`7`) is refused, because it
+ * silently meant milliseconds, and `--older-than 7` removed every job older
+ * than 7 ms. `0` is the one exception (it is 0 in every unit), as in Go's
+ * time.ParseDuration. A JavaScript number (from code, not from a person) is
+ * milliseconds.
+ */
 export function parseDuration(input: string | number): number {
   if (typeof input === 'number') {
-    if (!Number.isFinite(input) || input < 0) throw new Error(`"${input}" is not a duration`);
+    if (!Number.isFinite(input) || input < 0) throw new Error(`${input} is not a duration`);
     return Math.floor(input);
   }
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$/.exec(input);
-  if (!m) {
-    throw new Error(`"${input}" is not a duration (expected e.g. 1500ms, 30s, 5m, 2h, 7d)`);
+  const text = input.trim();
+  if (text === '0') return 0;
+  if (/^\d+(?:\.\d+)?$/.test(text)) {
+    throw new Error(`"${text}" has no unit: write ${text}ms, ${text}s, ${text}m, ${text}h or ${text}d`);
   }
-  return Math.floor(Number(m[1]) * DURATION_UNITS[m[2] ?? 'ms']!);
+  let total = 0;
+  let pos = 0;
+  while (pos < text.length) {
+    DURATION_PART.lastIndex = pos;
+    const m = DURATION_PART.exec(text);
+    if (!m) break;
+    total += Number(m[1]) * DURATION_UNITS[m[2]!]!;
+    pos = DURATION_PART.lastIndex;
+  }
+  if (pos === 0 || pos !== text.length) {
+    throw new Error(`"${text.length > 40 ? `${text.slice(0, 37)}...` : text}" is not a duration (expected a number with a unit: 1500ms, 30s, 5m, 2h, 7d or 1h30m)`);
+  }
+  return Math.floor(total);
 }
 
+/** Milliseconds → a short human duration: `850ms`, `4s`, `1m30s`, `2h5m`, `3d4h`. */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return '?';
+  if (ms < 999.5) return `${Math.round(ms)}ms`;
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s}s`;
+  const parts: Array<[number, string]> = [
+    [Math.floor(s / 86_400), 'd'],
+    [Math.floor((s % 86_400) / 3600), 'h'],
+    [Math.floor((s % 3600) / 60), 'm'],
+    [s % 60, 's'],
+  ];
+  const first = parts.findIndex(([v]) => v > 0);
+  return parts
+    .slice(first, first + 2)
+    .filter(([v]) => v > 0)
+    .map(([v, u]) => `${v}${u}`)
+    .join('');
+}
+
+/** Bytes → `512 B`, `1.5 MiB`, `20.0 GiB`. */
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let v = n;

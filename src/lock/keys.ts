@@ -1,4 +1,17 @@
-/** Every Redis key and channel the lock module uses is built here. Pure. */
+/**
+ * Every Redis key and channel the lock module uses is built here. Pure.
+ *
+ * The pull lock is a redis-semaphore Mutex, which always stores its key as
+ * `mutex:<key>` and has no prefix option. To keep it under fleetq's prefix
+ * (an ACL of `~fleetq:*` must cover every key), the Mutex runs on a client of
+ * its own whose ioredis `keyPrefix` is `<prefix>:` (lock-connection.ts;
+ * never a BullMQ connection: BullMQ refuses a keyPrefix). So:
+ *   - `pullLockKey(host, key)` is what the Mutex is given: `pull-lock:<host>:digest:<hex>`;
+ *   - `mutexRedisKey(…)` is what redis-semaphore asks Redis for, before the client's keyPrefix;
+ *   - `pullLockRedisKey(prefix, host, key)` is the key as stored: `<prefix>:mutex:pull-lock:<host>:digest:<hex>`.
+ * The release channel is not a key (ioredis does not prefix channels): it
+ * carries the prefix itself, `<prefix>:pull-released:<host>:…`.
+ */
 import { createHash } from 'node:crypto';
 
 export interface PullKey {
@@ -19,9 +32,24 @@ function keyPart(key: PullKey): string {
   return key.kind === 'digest' ? `digest:${key.value.slice('sha256:'.length)}` : `url:${urlHash(key.value)}`;
 }
 
-/** The mutex key (redis-semaphore prepends "mutex:"). */
-export function pullLockKey(prefix: string, host: string, key: PullKey): string {
-  return `${prefix}:pull-lock:${host}:${keyPart(key)}`;
+/** The ioredis `keyPrefix` of the lock client: `<prefix>:`. */
+export function lockKeyPrefix(prefix: string): string {
+  return `${prefix}:`;
+}
+
+/** The Mutex's key, relative to the lock client's keyPrefix (redis-semaphore prepends "mutex:"). */
+export function pullLockKey(host: string, key: PullKey): string {
+  return `pull-lock:${host}:${keyPart(key)}`;
+}
+
+/** The key redis-semaphore's Mutex sends (it prepends "mutex:"), before the client's keyPrefix. */
+export function mutexRedisKey(lockKey: string): string {
+  return `mutex:${lockKey}`;
+}
+
+/** The pull lock's key as stored in Redis: `<prefix>:mutex:pull-lock:<host>:…` (read it with a plain client). */
+export function pullLockRedisKey(prefix: string, host: string, key: PullKey): string {
+  return `${lockKeyPrefix(prefix)}${mutexRedisKey(pullLockKey(host, key))}`;
 }
 
 /** Pub/sub channel on which a leader announces that it released the lock. */
@@ -32,9 +60,4 @@ export function pullReleasedChannel(prefix: string, host: string, key: PullKey):
 /** In-process singleflight key: per digest and URL (see PullKey.url). */
 export function flightKey(host: string, key: PullKey): string {
   return key.kind === 'digest' && key.url ? `${host}|${keyPart(key)}|u:${urlHash(key.url)}` : `${host}|${keyPart(key)}`;
-}
-
-/** The key redis-semaphore's Mutex actually sets (it prepends "mutex:"). */
-export function mutexRedisKey(lockKey: string): string {
-  return `mutex:${lockKey}`;
 }

@@ -12,10 +12,16 @@ import type { Logger } from 'pino';
 import { Mutex } from 'redis-semaphore';
 import { errorMessage } from '../lib/errors.js';
 import { flightKey, mutexRedisKey, type PullKey, pullLockKey, pullReleasedChannel } from './keys.js';
+import { assertLockClient } from './lock-connection.js';
 import { LockLostError } from './lock-errors.js';
 import type { ReleaseNotifier } from './release-notifier.js';
 
 export interface CoordinatorOptions {
+  /**
+   * The lock's own client, with ioredis keyPrefix `<prefix>:` (`lockConnection`):
+   * the Mutex, its fence GET and the release PUBLISH all go through it, so the
+   * lock key is `<prefix>:mutex:pull-lock:…`. Checked at construction.
+   */
   redis: Redis;
   notifier: ReleaseNotifier;
   prefix: string;
@@ -47,7 +53,9 @@ export interface RunOutcome<R> {
 export class PullCoordinator {
   private readonly flights = new Map<string, Promise<RunOutcome<unknown>>>();
 
-  constructor(private readonly opts: CoordinatorOptions) {}
+  constructor(private readonly opts: CoordinatorOptions) {
+    assertLockClient(opts.redis, opts.prefix);
+  }
 
   async run<R>(spec: RunSpec<R>): Promise<RunOutcome<R>> {
     const fk = flightKey(this.opts.host, spec.key);
@@ -68,7 +76,7 @@ export class PullCoordinator {
 
   private async runAcrossProcesses<R>(spec: RunSpec<R>): Promise<RunOutcome<R>> {
     const { redis, notifier, prefix, host, ttlMs, log } = this.opts;
-    const lockKey = pullLockKey(prefix, host, spec.key);
+    const lockKey = pullLockKey(host, spec.key); // stored as <prefix>:mutex:<lockKey> (the client's keyPrefix)
     const channel = pullReleasedChannel(prefix, host, spec.key);
     const started = Date.now();
     for (;;) {
@@ -90,6 +98,7 @@ export class PullCoordinator {
             const done = await spec.recheck();
             if (done !== undefined) return { result: done, role: 'follower', lockWaitMs };
             const signal = spec.signal ? AbortSignal.any([spec.signal, lost.signal]) : lost.signal;
+            // Same client, same keyPrefix as the Mutex: reads <prefix>:mutex:<lockKey>.
             const fence = async () => !lost.signal.aborted && (await redis.get(mutexRedisKey(lockKey))) === mutex.identifier;
             const result = await spec.lead(signal, fence);
             return { result, role: 'leader', lockWaitMs };

@@ -2,6 +2,9 @@
  * The metrics a worker process records (prom-client). Each worker pushes a
  * JSON snapshot of its registry to Redis with every heartbeat; the board
  * merges them (prom-client's AggregatorRegistry.aggregate) into /metrics.
+ * With FLEETQ_METRICS_PORT the worker also serves this registry itself, next
+ * to its process metrics, build info and queue age (metrics-server.ts); those
+ * stay out of the snapshot, where the board would sum them across workers.
  */
 import { Counter, Histogram, Registry } from 'prom-client';
 

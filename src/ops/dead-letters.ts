@@ -21,6 +21,11 @@
  *     oldest failure not yet known recorded, so it reads only recent failures.
  * Every error on the way is logged and counted
  * (fleetq_dead_letter_record_failures_total, fleetq_redis_errors_total{op="dead-letter"}).
+ *
+ * Retention (FLEETQ_DLQ_MAX_AGE, default 30d): entries that failed longer ago
+ * are dropped, a bounded number at a time, by every recording (in the same
+ * script, up to TRIM_ON_RECORD) and by every sweep (up to TRIM_ON_SWEEP), so
+ * the store never grows without bound and no call does unbounded work.
  */
 import { Job, type MinimalQueue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -51,13 +56,27 @@ export function deadLetterId(queue: string, originalId: string): string {
 /** Field on a BullMQ job hash: the `finishedOn` of the failure recorded as a dead letter. */
 export const DEAD_LETTER_MARK = 'fleetqDeadLetter';
 /** HASH queue name → ms: failures before this (minus SWEEP_SLACK_MS) are known recorded. */
-export const sweptKey = (prefix: string) => `${prefix}:dlq:swept`;
+export const sweptKey = (prefix: string) => registryKeys(prefix).dlqSwept;
+
+/** FLEETQ_DLQ_MAX_AGE's default: dead letters older than this are dropped. */
+export const DLQ_DEFAULT_MAX_AGE_MS = 30 * 86_400_000;
+/** Expired entries dropped per recording, and per sweep, at most. */
+export const TRIM_ON_RECORD = 100;
+export const TRIM_ON_SWEEP = 5_000;
+
+export interface DeadLetterRetention {
+  /** Entries whose failedAt is older than this are dropped (default DLQ_DEFAULT_MAX_AGE_MS). */
+  maxAgeMs?: number | undefined;
+  now?: number | undefined;
+}
 
 /**
- * KEYS: entries, index, job hash, queue's failed set. ARGV: id, originalId, entry JSON, failedAt, mark field.
+ * KEYS: entries, index, job hash, queue's failed set. ARGV: id, originalId, entry JSON, failedAt, mark field,
+ * retention cutoff (ms), how many expired entries to drop at most.
  * Records only while the job is in `failed` (a job retried meanwhile is not dead) and this failure is not
  * marked yet (recorded by the other path, or recorded and purged since: 2), and marks the job.
- * Reads first, so under OOM Redis refuses the first write and nothing is half-written.
+ * Reads first, so under OOM Redis refuses the first write and nothing is half-written. Then drops up to
+ * ARGV[7] entries that failed before the cutoff (deletes: allowed under OOM too).
  */
 const RECORD_SCRIPT = `
 if redis.call('ZSCORE', KEYS[4], ARGV[2]) == false then return 0 end
@@ -66,22 +85,50 @@ if redis.call('HGET', KEYS[3], ARGV[5]) == finished then return 2 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('HSET', KEYS[3], ARGV[5], finished) end
+local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[6], 'LIMIT', 0, tonumber(ARGV[7]))
+if #old > 0 then
+  redis.call('HDEL', KEYS[1], unpack(old))
+  redis.call('ZREM', KEYS[2], unpack(old))
+end
 return 1
 `;
 
 /**
  * Record a dead letter. With `job` (its hash key and its queue's failed-set
  * key), only while the job is still failed and this failure is not recorded
- * yet (else returns undefined), and the job is marked as recorded.
+ * yet (else returns undefined), and the job is marked as recorded. Each
+ * recording also drops up to TRIM_ON_RECORD entries older than the retention.
  */
-export async function recordDeadLetter(redis: Redis, prefix: string, entry: Omit<DeadLetter, 'id'>, job?: { key: string; failedKey: string }): Promise<DeadLetter | undefined> {
+export async function recordDeadLetter(
+  redis: Redis,
+  prefix: string,
+  entry: Omit<DeadLetter, 'id'>,
+  job?: { key: string; failedKey: string },
+  retention: DeadLetterRetention = {},
+): Promise<DeadLetter | undefined> {
   const k = registryKeys(prefix);
   const full: DeadLetter = { id: deadLetterId(entry.queue, entry.originalId), ...entry };
+  const cutoff = (retention.now ?? Date.now()) - (retention.maxAgeMs ?? DLQ_DEFAULT_MAX_AGE_MS);
   if (!job) {
     await redis.multi().hset(k.dlqEntries, full.id, JSON.stringify(full)).zadd(k.dlqIndex, full.failedAt, full.id).exec();
+    await dropExpired(redis, prefix, cutoff, TRIM_ON_RECORD);
     return full;
   }
-  const done = await redis.eval(RECORD_SCRIPT, 4, k.dlqEntries, k.dlqIndex, job.key, job.failedKey, full.id, full.originalId, JSON.stringify(full), full.failedAt, DEAD_LETTER_MARK);
+  const done = await redis.eval(
+    RECORD_SCRIPT,
+    4,
+    k.dlqEntries,
+    k.dlqIndex,
+    job.key,
+    job.failedKey,
+    full.id,
+    full.originalId,
+    JSON.stringify(full),
+    full.failedAt,
+    DEAD_LETTER_MARK,
+    cutoff,
+    TRIM_ON_RECORD,
+  );
   return done === 1 ? full : undefined;
 }
 
@@ -119,6 +166,10 @@ export interface DeadLetterRecorderOptions {
   onRecorded?: (via: 'event' | 'sweep') => void;
   /** Each failed attempt to record (or to sweep). */
   onRecordError?: (err: unknown) => void;
+  /** FLEETQ_DLQ_MAX_AGE: entries older than this are dropped on record and on sweep (default 30 days). */
+  maxAgeMs?: number;
+  /** Each sweep's retention pass, with how many expired entries it dropped. */
+  onExpired?: (dropped: number) => void;
 }
 
 /** How far back before the watermark a sweep looks: clocks of other processes that fail jobs (CLI, board). */
@@ -128,6 +179,7 @@ export class DeadLetterRecorder {
   private readonly tries: number;
   private readonly firstBackoffMs: number;
   private readonly sweepEveryMs: number;
+  private readonly maxAgeMs: number;
   private timer: NodeJS.Timeout | undefined;
   private dueAt = 0;
   private sweeping: Promise<void> | undefined;
@@ -140,6 +192,7 @@ export class DeadLetterRecorder {
     this.tries = o.tries ?? 5;
     this.firstBackoffMs = o.firstBackoffMs ?? 250;
     this.sweepEveryMs = o.sweepEveryMs ?? 60_000;
+    this.maxAgeMs = o.maxAgeMs ?? DLQ_DEFAULT_MAX_AGE_MS;
   }
 
   /** Start sweeping: once now (what a crashed predecessor left), then periodically. */
@@ -158,7 +211,7 @@ export class DeadLetterRecorder {
     const entry = deadLetterFor(job, this.o.host, queue.name, err?.message);
     for (let attempt = 1; ; attempt++) {
       try {
-        const recorded = await recordDeadLetter(this.o.redis, this.o.prefix, entry, { key: queue.toKey(job.id!), failedKey: queue.keys.failed! });
+        const recorded = await recordDeadLetter(this.o.redis, this.o.prefix, entry, { key: queue.toKey(job.id!), failedKey: queue.keys.failed! }, { maxAgeMs: this.maxAgeMs });
         if (recorded) {
           this.o.onRecorded?.('event');
           this.o.log.warn({ jobId: job.id, queue: queue.name, reason: entry.reason, attemptsMade: entry.attemptsMade }, 'job dead-lettered');
@@ -214,6 +267,18 @@ export class DeadLetterRecorder {
           this.o.log.warn({ err: errorMessage(e), queue: q.name }, 'dead-letter sweep failed: will try again');
         }
       }
+      if (!this.closed) {
+        try {
+          // Retention: bounded, so a sweep after a long outage does not block Redis.
+          const dropped = await purgeDeadLetters(this.o.redis, this.o.prefix, this.maxAgeMs, Date.now(), 1000, TRIM_ON_SWEEP);
+          this.o.onExpired?.(dropped);
+          if (dropped) this.o.log.info({ dropped, maxAgeMs: this.maxAgeMs }, 'dead letters past their retention dropped');
+        } catch (e) {
+          failed = true;
+          this.o.onRecordError?.(e);
+          this.o.log.warn({ err: errorMessage(e) }, 'dead-letter retention pass failed: will try again');
+        }
+      }
       this.errorStreak = failed ? this.errorStreak + 1 : 0;
       this.o.log.debug({ ok: !failed }, 'dead-letter sweep done');
     })().finally(() => (this.sweeping = undefined));
@@ -257,7 +322,7 @@ export class DeadLetterRecorder {
           if (finishedOn === null || recordedFor === finishedOn) continue;
           const job = await Job.fromId(q, id);
           if (!job) continue;
-          if (await recordDeadLetter(r, this.o.prefix, deadLetterFor(job, this.o.host, q.name), { key: q.toKey(id), failedKey })) {
+          if (await recordDeadLetter(r, this.o.prefix, deadLetterFor(job, this.o.host, q.name), { key: q.toKey(id), failedKey }, { maxAgeMs: this.maxAgeMs })) {
             recovered++;
             this.o.onRecorded?.('sweep');
             this.o.log.warn({ jobId: id, queue: q.name, reason: job.failedReason, attemptsMade: job.attemptsMade }, 'job dead-lettered (by the sweep: it had not been recorded)');
@@ -328,14 +393,23 @@ export async function removeDeadLetters(redis: Redis, prefix: string, ids: strin
   await redis.multi().hdel(k.dlqEntries, ...ids).zrem(k.dlqIndex, ...ids).exec();
 }
 
-/** Remove dead letters older than `olderThanMs`, in bounded batches. Returns how many were removed. */
-export async function purgeDeadLetters(redis: Redis, prefix: string, olderThanMs: number, now = Date.now(), batch = 1000): Promise<number> {
-  const k = registryKeys(prefix);
+/**
+ * Remove dead letters older than `olderThanMs`, in batches of `batch`, at
+ * most `limit` in all (default: every one). Returns how many were removed.
+ */
+export async function purgeDeadLetters(redis: Redis, prefix: string, olderThanMs: number, now = Date.now(), batch = 1000, limit = Number.POSITIVE_INFINITY): Promise<number> {
   let removed = 0;
-  for (;;) {
-    const ids = await redis.zrangebyscore(k.dlqIndex, '-inf', now - olderThanMs, 'LIMIT', 0, batch);
-    if (ids.length === 0) return removed;
-    await removeDeadLetters(redis, prefix, ids);
-    removed += ids.length;
+  while (removed < limit) {
+    const n = await dropExpired(redis, prefix, now - olderThanMs, Math.min(batch, limit - removed), true);
+    removed += n;
+    if (n === 0) break;
   }
+  return removed;
+}
+
+/** Drop up to `count` entries that failed before `cutoff` (`inclusive`: at `cutoff` too). */
+async function dropExpired(redis: Redis, prefix: string, cutoff: number, count: number, inclusive = false): Promise<number> {
+  const ids = await redis.zrangebyscore(registryKeys(prefix).dlqIndex, '-inf', inclusive ? cutoff : `(${cutoff}`, 'LIMIT', 0, count);
+  await removeDeadLetters(redis, prefix, ids);
+  return ids.length;
 }

@@ -7,6 +7,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from '../config/schema.js';
 import { producerConnection, waitReady } from '../queues/connection.js';
 import { type QueueKind, queueName } from '../queues/names.js';
+import { queueOptions } from '../queues/queue-options.js';
 import { type HostInfo, listHosts } from '../registry/host-registry.js';
 import { bullStates, type JobFilter, matches, type UserState } from './job-filter.js';
 
@@ -31,8 +32,9 @@ export class Fleet {
     return new Fleet(cfg, redis);
   }
 
+  /** The registered hosts; hosts silent for FLEETQ_HOST_RETENTION are dropped on the way (bounded, best effort). */
   hosts(): Promise<HostInfo[]> {
-    return listHosts(this.redis, this.cfg.prefix, this.cfg.hostDownAfterMs);
+    return listHosts(this.redis, this.cfg.prefix, this.cfg.hostDownAfterMs, Date.now(), { retentionMs: this.cfg.hostRetentionMs });
   }
 
   /** Validate host names against the registry; `undefined` means every known host. */
@@ -49,7 +51,7 @@ export class Fleet {
     const name = queueName(kind, host);
     let q = this.queues.get(name);
     if (!q) {
-      q = new Queue(name, { connection: this.redis, prefix: this.cfg.prefix });
+      q = new Queue(name, { connection: this.redis, ...queueOptions(this.cfg.prefix) });
       q.on('error', () => {});
       this.queues.set(name, q);
     }

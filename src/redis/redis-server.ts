@@ -16,6 +16,12 @@ export interface RedisServerOptions {
   /** Turn AOF on (fsync everysec), as production should. */
   appendOnly?: boolean;
   startTimeoutMs?: number;
+  /**
+   * Own process group and session (`fleetq start`): Ctrl-C in the terminal
+   * then reaches fleetq alone, which stops its worker while Redis is still
+   * up, and then Redis.
+   */
+  detached?: boolean;
 }
 
 export interface RedisServer {
@@ -46,7 +52,7 @@ export async function startRedisServer(opts: RedisServerOptions): Promise<RedisS
     '--protected-mode', 'yes',
     '--logfile', '',
   ];
-  const child = spawn(opts.bin ?? 'redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(opts.bin ?? 'redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.detached ?? false });
   let output = '';
   const exited = childExit(child);
   const ready = new Promise<void>((resolve, reject) => {

@@ -2,11 +2,20 @@
  * The host registry: every worker process announces itself (host id, version,
  * pid, concurrency, started-at) and refreshes a heartbeat. A host whose newest
  * heartbeat is older than the down window is reported `down`.
+ *
+ * Retention: a host silent for the retention period (FLEETQ_HOST_RETENTION,
+ * default 7d) is dropped by `listHosts` (every board refresh, every CLI
+ * command that lists hosts; at most PRUNE_BATCH hosts per call), and
+ * `removeHost` (`fleetq hosts rm`) drops one at once. Dropping a host removes
+ * its registry entries, metrics snapshots and dead-letter sweep watermarks,
+ * never its queues or jobs; a worker that comes back re-registers with its
+ * next heartbeat.
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
+import { legacyQueueName, QUEUE_KINDS, queueName } from '../queues/names.js';
 import { registryKeys } from './keys.js';
 
 export const WorkerAnnouncement = z.object({
@@ -52,15 +61,31 @@ export async function withdraw(redis: Redis, prefix: string, host: string, insta
   await redis.hdel(registryKeys(prefix).host(host), instance);
 }
 
-export async function listHosts(redis: Redis, prefix: string, downAfterMs: number, now = Date.now()): Promise<HostInfo[]> {
+export interface ListHostsOptions {
+  /** Drop hosts (and dead worker entries) silent for this long; unset = drop nothing. Best effort: errors are ignored. */
+  retentionMs?: number | undefined;
+}
+
+/** Hosts dropped per `listHosts` call at most: bounded work on every board refresh. */
+export const PRUNE_BATCH = 100;
+
+export async function listHosts(redis: Redis, prefix: string, downAfterMs: number, now = Date.now(), opts: ListHostsOptions = {}): Promise<HostInfo[]> {
   const k = registryKeys(prefix);
+  if (opts.retentionMs !== undefined) await pruneHosts(redis, prefix, opts.retentionMs, now).catch(() => []);
+  // A worker entry outlives its process only until it is this old (crash loops leave one per start).
+  const staleInstanceMs = opts.retentionMs === undefined ? undefined : Math.min(opts.retentionMs, Math.max(downAfterMs * 10, 3_600_000));
   const raw = await redis.zrange(k.hosts, 0, -1, 'WITHSCORES');
   const hosts: HostInfo[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const host = raw[i]!;
     const entries = await redis.hgetall(k.host(host));
-    const workers = Object.values(entries)
-      .map((v) => WorkerAnnouncement.safeParse(JSON.parse(v)))
+    const parsed = Object.entries(entries).map(([instance, v]) => ({ instance, r: WorkerAnnouncement.safeParse(safeJson(v)) }));
+    if (staleInstanceMs !== undefined) {
+      const stale = parsed.filter(({ r }) => !r.success || now - r.data.lastSeen > staleInstanceMs).map(({ instance }) => instance);
+      if (stale.length) await redis.hdel(k.host(host), ...stale).catch(() => 0);
+    }
+    const workers = parsed
+      .map(({ r }) => r)
       .filter((r) => r.success)
       .map((r) => r.data!)
       .filter((w) => now - w.lastSeen <= downAfterMs);
@@ -69,4 +94,69 @@ export async function listHosts(redis: Redis, prefix: string, downAfterMs: numbe
     hosts.push({ host, lastSeen, state: workers.length > 0 && now - lastSeen <= downAfterMs ? 'up' : 'down', health, workers });
   }
   return hosts.sort((a, b) => a.host.localeCompare(b.host));
+}
+
+function safeJson(v: string): unknown {
+  try {
+    return JSON.parse(v);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * KEYS: hosts zset, the host's hash, dead-letter watermarks. ARGV: host, cutoff ('' = none), watermark fields.
+ * Drops the host unless it has sent a heartbeat after the cutoff (a worker that came back meanwhile stays).
+ * Returns 1 (dropped), 0 (not registered), -1 (seen after the cutoff).
+ */
+const REMOVE_HOST_SCRIPT = `
+local seen = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not seen then return 0 end
+if ARGV[2] ~= '' and tonumber(seen) > tonumber(ARGV[2]) then return -1 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+for i = 3, #ARGV do redis.call('HDEL', KEYS[3], ARGV[i]) end
+return 1
+`;
+
+/** The dead-letter sweep watermarks a host's queues have (current and pre-migration names). */
+function sweptFields(host: string): string[] {
+  return QUEUE_KINDS.flatMap((kind) => [queueName(kind, host), legacyQueueName(kind, host)]);
+}
+
+export interface RemoveHostOptions {
+  /** Only if the host's last heartbeat is at or before this time (ms): retention must not drop a host that just came back. */
+  silentSince?: number | undefined;
+  /** Also delete the host's metrics snapshots now (a SCAN; default true). Retention skips it: they expired long ago. */
+  metrics?: boolean | undefined;
+}
+
+/**
+ * Drop a host from the registry: its entry, its workers' announcements and
+ * metrics snapshots, and its dead-letter sweep watermarks. Its queues and
+ * jobs stay. Returns false when the host is not registered (or came back
+ * after `silentSince`).
+ */
+export async function removeHost(redis: Redis, prefix: string, host: string, opts: RemoveHostOptions = {}): Promise<boolean> {
+  const k = registryKeys(prefix);
+  const done = await redis.eval(REMOVE_HOST_SCRIPT, 3, k.hosts, k.host(host), k.dlqSwept, host, opts.silentSince === undefined ? '' : String(opts.silentSince), ...sweptFields(host));
+  if (done !== 1) return false;
+  if (opts.metrics === false) return true;
+  // Snapshots expire by themselves (TTL); drop them now so the board's /metrics stops showing the host.
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', k.hostMetricsPattern(host), 'COUNT', 500);
+    cursor = next;
+    if (keys.length) await redis.del(...keys);
+  } while (cursor !== '0');
+  return true;
+}
+
+/** Drop up to `limit` hosts whose last heartbeat is older than `retentionMs`. Returns the hosts dropped. */
+export async function pruneHosts(redis: Redis, prefix: string, retentionMs: number, now = Date.now(), limit = PRUNE_BATCH): Promise<string[]> {
+  const cutoff = now - retentionMs;
+  const stale = await redis.zrangebyscore(registryKeys(prefix).hosts, '-inf', cutoff, 'LIMIT', 0, limit);
+  const dropped: string[] = [];
+  for (const host of stale) if (await removeHost(redis, prefix, host, { silentSince: cutoff, metrics: false })) dropped.push(host);
+  return dropped;
 }

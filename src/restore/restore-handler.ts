@@ -46,8 +46,14 @@ export interface RestoreContext {
   /** When this job first started (for recognising its own earlier clone). */
   jobStartedAt: number;
   base: BaseEnsurer;
-  /** Job log (BullMQ job.log): cocoon's argv and output. */
+  /**
+   * Job log (BullMQ job.log), the story of the restore for the board's log tab:
+   * started, the base decided, waiting for its image job, the base on disk,
+   * cocoon's argv (`$ …`), its output, and its outcome.
+   */
   jobLog?: ((line: string) => void) | undefined;
+  /** "attempt 2/3", shown in the first line (job logs survive retries and resumptions). */
+  attempt?: string | undefined;
   onPhase?: ((phase: RestorePhase) => void) | undefined;
 }
 
@@ -67,10 +73,18 @@ export async function runRestore(p: RestorePayload, deps: RestoreDeps, ctx: Rest
     ctx.jobLog?.(msg);
   };
 
+  ctx.jobLog?.(
+    `${p.kind === 'clone' ? `clone ${vm} from snapshot ${p.snapshot}` : `restore ${vm} to snapshot ${p.snapshot}`}${ctx.attempt ? ` (${ctx.attempt})` : ''}`,
+  );
   ctx.onPhase?.('inspecting');
   const snap = await deps.cocoon.inspectSnapshot(p.snapshot, call);
   const base = resolveBase(snap, p);
   if (base.note) say(base.note);
+  ctx.jobLog?.(
+    base.digest
+      ? `base image decided: ${base.digest} (${base.source === 'snapshot' ? `recorded by snapshot ${p.snapshot}` : "the job's digest"})`
+      : `base image decided: whatever ${base.url ? redactUrl(base.url) : 'its URL'} points at now (nothing pins a digest)`,
+  );
   const result = (digest: string | undefined, blobPath: string | undefined, extra: Partial<RestoreResult>): RestoreResult => ({
     kind: p.kind,
     vm,
@@ -110,15 +124,18 @@ export async function runRestore(p: RestorePayload, deps: RestoreDeps, ctx: Rest
   ctx.onPhase?.('ensuring-image');
   const { blob, imageJobId } = await ctx.base.ensure(base);
   ctx.log.info({ digest: blob.digest, source: base.source, url: base.url ? redactUrl(base.url) : undefined }, 'base image on disk');
+  ctx.jobLog?.(`base image ${blob.digest} is on disk${imageJobId ? ` (ensured by image job ${imageJobId})` : ''}: ${blob.path}`);
 
   const overlay = await checkSnapshotOverlay({ paths: deps.paths, snapshotId: snap.id, digest: blob.digest, qemuImg: deps.qemuImg, signal: ctx.signal });
   if (!overlay.checked) ctx.log.debug({ why: overlay.why }, 'snapshot overlay not checked');
+  else ctx.jobLog?.(`snapshot overlay checked: its backing file is ${blob.path}`);
 
   let record: CocoonVm;
   if (p.kind === 'clone') {
     ctx.onPhase?.('cloning');
     ctx.log.info('running cocoon vm clone');
     record = await deps.cocoon.clone(p, call);
+    ctx.jobLog?.(`cocoon vm clone exited 0: VM ${vm} (${record.id}) is ${record.state}`);
   } else {
     ctx.onPhase?.('restoring');
     ctx.log.info('running cocoon vm restore');
@@ -127,6 +144,7 @@ export async function runRestore(p: RestorePayload, deps: RestoreDeps, ctx: Rest
     } catch (err) {
       throw await explainRestoreFailure(err, p.vm, deps, call);
     }
+    ctx.jobLog?.(`cocoon vm restore exited 0: VM ${vm} (${record.id}) is ${record.state}`);
   }
   return result(blob.digest, blob.path, { imageJobId, cocoon: record });
 }

@@ -10,7 +10,7 @@ import type { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { lazyChild } from '../lib/lazy-log.js';
 import { StoreFullError, StoreUnwritableError } from '../store/store-errors.js';
 import type { StoreHealth } from './store-health.js';
-import { errorCode, isPermanent, toBullmqError } from './to-bullmq-error.js';
+import { attemptLabel, errorCode, failureLine, isPermanent, toBullmqError } from './to-bullmq-error.js';
 
 export interface ImageProcessorDeps extends EnsureDeps {
   host: string;
@@ -22,18 +22,25 @@ export interface ImageProcessorDeps extends EnsureDeps {
   storeFullRetryMs?: number | undefined;
 }
 
+/**
+ * A cache hit (image present) costs its job nothing beyond BullMQ's own
+ * commands: no progress, no job-log line, no registry write, and no log line
+ * at the default level; the closures below are only called on a pull.
+ * (`host` is not bound here: the worker's root logger carries it.)
+ */
 export function createImageProcessor(deps: ImageProcessorDeps) {
   const m = deps.metrics?.forHost(deps.host);
   return async (job: Job, token?: string, signal?: AbortSignal): Promise<EnsureImageResult> => {
-    const base = lazyChild(deps.log, () => ({ jobId: job.id, host: deps.host, attempt: job.attemptsMade + 1 }));
+    const base = lazyChild(deps.log, () => ({ jobId: job.id, attempt: job.attemptsMade + 1 }));
     const started = performance.now();
     try {
       if (job.name !== ENSURE_IMAGE) throw new InvalidInputError(`unknown job name "${job.name}" on an images queue`, 'name');
       const payload = parsePayload(EnsureImagePayload, job.data, ENSURE_IMAGE);
-      const log = lazyChild(deps.log, () => ({ jobId: job.id, host: deps.host, attempt: job.attemptsMade + 1, digest: payload.imageDigest, image: redactUrl(payload.image) }));
+      const log = lazyChild(deps.log, () => ({ jobId: job.id, attempt: job.attemptsMade + 1, digest: payload.imageDigest, image: redactUrl(payload.image) }));
       const result = await ensureImage(payload, deps, {
         log,
         signal,
+        // Bull Board draws its ring from `progress`; bytes, total and rate show in its Progress tab.
         onProgress: (p) => {
           job.updateProgress(p).catch(() => {});
         },
@@ -41,6 +48,7 @@ export function createImageProcessor(deps: ImageProcessorDeps) {
         jobLog: (line) => {
           job.log(line).catch(() => {});
         },
+        attempt: () => attemptLabel(job),
       });
       m?.pulls[result.outcome].inc();
       if (result.bytesDownloaded) m?.bytes.inc(result.bytesDownloaded);
@@ -62,6 +70,7 @@ export function createImageProcessor(deps: ImageProcessorDeps) {
       m?.pulls.failed.inc();
       m?.pullDuration.failed.observe((performance.now() - started) / 1000);
       base.warn({ err, code: errorCode(err), permanent: isPermanent(err) }, 'ensure-image failed');
+      await job.log(failureLine(err, job)).catch(() => {});
       throw toBullmqError(err);
     }
   };

@@ -8,7 +8,7 @@ import type { WorkerMetrics } from '../metrics/worker-metrics.js';
 import type { RetryDefaults } from '../queues/job-options.js';
 import { type RestoreDeps, type RestorePhase, runRestore } from '../restore/restore-handler.js';
 import { imageQueueEnsurer } from './restore-base.js';
-import { errorCode, isPermanent, toBullmqError } from './to-bullmq-error.js';
+import { attemptLabel, errorCode, failureLine, isPermanent, toBullmqError } from './to-bullmq-error.js';
 
 export interface RestoreProcessorDeps extends RestoreDeps {
   host: string;
@@ -34,7 +34,8 @@ function firstStartedAt(job: Job): number {
 
 export function createRestoreProcessor(deps: RestoreProcessorDeps) {
   return async (job: Job, token?: string, signal?: AbortSignal): Promise<RestoreResult> => {
-    const base = deps.log.child({ jobId: job.id, host: deps.host, attempt: job.attemptsMade + 1 });
+    // `host` is the worker's root logger's; `vm` and `snapshot` are bound below, so calls never repeat them.
+    const base = deps.log.child({ jobId: job.id, attempt: job.attemptsMade + 1 });
     let logChain: Promise<unknown> = Promise.resolve();
     const started = performance.now();
     const kind = typeof job.data?.kind === 'string' ? job.data.kind : 'unknown';
@@ -55,6 +56,7 @@ export function createRestoreProcessor(deps: RestoreProcessorDeps) {
         signal,
         jobStartedAt: startedAt,
         jobLog,
+        attempt: attemptLabel(job),
         base: imageQueueEnsurer(job, token, { images: deps.images, paths: deps.paths, retry: deps.retry, jobLog }),
         onPhase: (phase) => {
           job.updateProgress({ phase, startedAt } satisfies RestoreProgress).catch(() => {});
@@ -70,7 +72,7 @@ export function createRestoreProcessor(deps: RestoreProcessorDeps) {
       }
       observe('failed');
       base.warn({ err, code: errorCode(err), permanent: isPermanent(err) }, 'restore failed');
-      jobLog(`failed: ${(err as Error).message}`);
+      jobLog(failureLine(err, job));
       throw toBullmqError(err);
     } finally {
       await logChain;

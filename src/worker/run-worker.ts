@@ -13,6 +13,7 @@ import type { Config } from '../config/schema.js';
 import { createHttpClient } from '../fetch/http-client.js';
 import { parseDestinationPolicy } from '../fetch/destination-policy.js';
 import { loadImageAuthFile } from '../fetch/image-auth.js';
+import { lockConnection } from '../lock/lock-connection.js';
 import { PullCoordinator } from '../lock/pull-coordinator.js';
 import { ReleaseNotifier } from '../lock/release-notifier.js';
 import { sleep } from '../lib/shutdown.js';
@@ -25,7 +26,9 @@ import { type StorePaths, storePaths } from '../store/paths.js';
 import { StoreHealth, storeAcceptsWrites } from './store-health.js';
 import { VERSION } from '../version.js';
 import { createImageProcessor } from './image-processor.js';
+import { startWorkerEndpoint } from '../metrics/metrics-server.js';
 import { CocoonCli } from '../restore/cocoon-cli.js';
+import { queueOptions } from '../queues/queue-options.js';
 
 export interface RunningWorker {
   /** Stop taking jobs, let running ones finish for up to `graceMs`, then abort them. */
@@ -41,6 +44,8 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
     policy: parseDestinationPolicy(cfg.imageAllow, { redisUrl: cfg.redisUrl }),
   });
   const imageAuth = loadImageAuthFile(cfg.imageAuthFile); // FLEETQ_IMAGE_AUTH_FILE: a ConfigError (0600, valid JSON) before anything is opened
+  // FLEETQ_METRICS_PORT: /metrics and /healthz (503 "starting" until attached below); a port in use is a ConfigError here.
+  const endpoint = await startWorkerEndpoint(cfg, log);
   const paths = storePaths(cfg.root);
   await ensureLayout(paths);
   const swept = await sweepTemp(paths, cfg.tempMaxAgeMs);
@@ -48,12 +53,13 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
 
   const connection = workerConnection(cfg.redisUrl);
   const lockRedis = workerConnection(cfg.redisUrl);
+  const mutexRedis = lockConnection(cfg.redisUrl, cfg.prefix); // the pull lock's own client: keyPrefix "<prefix>:" keeps redis-semaphore's "mutex:" keys under the prefix
   const subscriber = workerConnection(cfg.redisUrl);
-  for (const c of [connection, lockRedis, subscriber]) c.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
-  await Promise.all([waitReady(connection, cfg.redisUrl), waitReady(lockRedis, cfg.redisUrl), waitReady(subscriber, cfg.redisUrl)]);
+  for (const c of [connection, lockRedis, mutexRedis, subscriber]) c.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
+  await Promise.all([waitReady(connection, cfg.redisUrl), waitReady(lockRedis, cfg.redisUrl), waitReady(mutexRedis, cfg.redisUrl), waitReady(subscriber, cfg.redisUrl)]);
 
   const coordinator = new PullCoordinator({
-    redis: lockRedis,
+    redis: mutexRedis,
     notifier: new ReleaseNotifier(subscriber),
     prefix: cfg.prefix,
     host: cfg.host,
@@ -95,7 +101,7 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
   }
   if (cfg.queues.includes('restores')) {
     // A restore whose base is missing adds an ensure-image job to this host's images queue.
-    const images = new Queue(imageQueueName(cfg.host), { connection, prefix: cfg.prefix });
+    const images = new Queue(imageQueueName(cfg.host), { connection, ...queueOptions(cfg.prefix) });
     producers.push(images);
     const restoreProcessor = createRestoreProcessor({
       host: cfg.host,
@@ -121,6 +127,7 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
   const deadLetters = new DeadLetterRecorder({
     redis: lockRedis,
     prefix: cfg.prefix,
+    maxAgeMs: cfg.dlqMaxAgeMs,
     host: cfg.host,
     queues: workers,
     log,
@@ -171,12 +178,20 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
     await lockRedis.set(registryKeys(cfg.prefix).metrics(cfg.host, instance), await metrics.snapshot(), 'PX', Math.max(3_600_000, cfg.hostDownAfterMs * 10));
   };
   await beat();
+  endpoint?.attach({
+    host: cfg.host,
+    metrics,
+    health,
+    paths,
+    redis: connection,
+    queues: workers.map((w) => ({ kind: w.name === imageQueueName(cfg.host) ? 'images' : 'restores', queue: w })),
+  });
   const heartbeat = setInterval(() => {
     beat().catch((err) => log.warn({ err: errorMessage(err) }, 'heartbeat failed'));
   }, cfg.heartbeatMs);
   heartbeat.unref();
   log.info(
-    { queues, concurrency: cfg.concurrency, restoreConcurrency: cfg.restoreConcurrency, root: cfg.root, redis: redactRedisUrl(cfg.redisUrl), prefix: cfg.prefix, version: VERSION },
+    { queues, concurrency: cfg.concurrency, restoreConcurrency: cfg.restoreConcurrency, root: cfg.root, redis: redactRedisUrl(cfg.redisUrl), prefix: cfg.prefix, version: VERSION, metrics: endpoint?.url },
     'worker started',
   );
 
@@ -196,7 +211,8 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
       await beat().catch(() => {}); // final metrics
       await withdraw(lockRedis, cfg.prefix, cfg.host, instance).catch(() => {});
       await dispatcher.close().catch(() => {});
-      await Promise.all([lockRedis.quit(), subscriber.quit(), connection.quit()].map((p) => p.catch(() => {})));
+      await endpoint?.close().catch(() => {});
+      await Promise.all([lockRedis.quit(), mutexRedis.quit(), subscriber.quit(), connection.quit()].map((p) => p.catch(() => {})));
       log.info('worker stopped');
     })());
   return { close, queues };

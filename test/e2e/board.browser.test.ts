@@ -11,7 +11,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueEnsureImage } from '../../src/queues/enqueue-ensure-image.js';
-import { imageQueueName } from '../../src/queues/names.js';
+import { boardName, imageQueueName, queueName } from '../../src/queues/names.js';
 import { type BoardProcess, startBoardProcess } from '../helpers/board-process.js';
 import { qcow2Image } from '../helpers/images.js';
 import { queueClient, type QueueClient } from '../helpers/queue.js';
@@ -94,7 +94,7 @@ describe('the board in Chromium', () => {
     // Chromium turns an unanswerable auth challenge into a navigation error; the response is what counts.
     await page.goto(`${board.url}/`).catch(() => undefined);
     expect((await response).status()).toBe(401);
-    expect(await page.getByText('images-web-1').count()).toBe(0);
+    expect(await page.getByText(queueName('images', 'web-1')).count()).toBe(0);
     await ctx.close();
   });
 
@@ -104,13 +104,14 @@ describe('the board in Chromium', () => {
     const net = await offline(ctx, page);
     const res = await page.goto(`${board.url}/`);
     expect(res?.status()).toBe(200);
-    for (const name of ['images-web-1', 'images-web-2', 'restores-web-1', 'restores-web-2']) {
+    // The sidebar groups the queues by host (Bull Board splits the board name `<host>:<queue>` on ":").
+    for (const name of ['web-1', 'web-2', queueName('images', 'web-1'), queueName('images', 'web-2'), queueName('restores', 'web-1'), queueName('restores', 'web-2')]) {
       await expect.poll(() => page.getByText(name, { exact: true }).count(), { timeout: 15_000 }).toBeGreaterThan(0);
     }
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: new URL('board-overview.png', ARTIFACTS).pathname, fullPage: true });
 
-    await page.goto(`${board.url}/queue/images-web-1?status=failed`);
+    await page.goto(`${board.url}/queue/${encodeURIComponent(boardName('images', 'web-1'))}?status=failed`);
     await expect.poll(() => page.getByText(/HTTP 404/).count(), { timeout: 15_000 }).toBeGreaterThan(0);
     await page.screenshot({ path: new URL('board-failed-job.png', ARTIFACTS).pathname, fullPage: true });
     expect(await page.getByText(failedId).count()).toBeGreaterThan(0);
@@ -136,7 +137,7 @@ describe('the board in Chromium', () => {
     const res = await page.goto(`${board.url}/`, { waitUntil: 'networkidle' });
     expect(res?.status()).toBe(200);
     expect(res?.headers()['content-security-policy']).toMatch(/default-src 'self'/);
-    for (const name of ['images-web-1', 'restores-web-2']) {
+    for (const name of [queueName('images', 'web-1'), queueName('restores', 'web-2')]) {
       await expect.poll(() => page.getByText(name, { exact: true }).count(), { timeout: 15_000 }).toBeGreaterThan(0);
     }
     // The page did load its own scripts, styles and API from the board…

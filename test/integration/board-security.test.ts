@@ -21,7 +21,7 @@ import { request as httpRequest } from 'node:http';
 import { Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { imageQueueName } from '../../src/queues/names.js';
+import { boardName, imageQueueName } from '../../src/queues/names.js';
 import { announce } from '../../src/registry/host-registry.js';
 import { basic, type BoardProcess, sameOrigin, startBoardProcess } from '../helpers/board-process.js';
 import { qcow2Image } from '../helpers/images.js';
@@ -30,6 +30,8 @@ import { useTestRedis } from '../helpers/redis.js';
 const redis = useTestRedis();
 const HOST = 'sec-1';
 const QUEUE = imageQueueName(HOST);
+/** The queue's name on the board (`<host>:<queue>`), URL-encoded as in the board's URLs. */
+const BQ = encodeURIComponent(boardName('images', HOST));
 const CREDS = { FLEETQ_BOARD_USER: 'oncall', FLEETQ_BOARD_PASSWORD: 'right-horse-battery' };
 const AUTH = basic('oncall', 'right-horse-battery');
 const MB = 1024 * 1024;
@@ -43,6 +45,7 @@ const bigIds: string[] = [];
 /** A second host whose jobs carry secrets in every field the board shows. */
 const HOST2 = 'sec-2';
 const QUEUE2 = imageQueueName(HOST2);
+const BQ2 = encodeURIComponent(boardName('images', HOST2));
 const SECRETS = ['SECRETU', 'SECRETQ', 'SECRETF', 'SECRETT', 'SECRETS', 'SECRETR'];
 const SECRET_URL = 'https://deploy:SECRETU@img.example/a.qcow2?X-Amz-Signature=SECRETQ&tag=v1#access_token=SECRETF';
 let queue2: Queue;
@@ -137,23 +140,23 @@ afterAll(async () => {
 
 /** Every state-changing board route, with a body Bull Board would accept. */
 const WRITES = (id: string): Array<[string, string, unknown]> => [
-  ['POST', `/api/queues/${QUEUE}/add`, { name: 'ensure-image', data: { image: 'https://evil.example/x' }, options: {} }],
-  ['PUT', `/api/queues/${QUEUE}/${id}/retry`, undefined],
-  ['PUT', `/api/queues/${QUEUE}/retry/failed`, undefined],
-  ['PUT', `/api/queues/${QUEUE}/${id}/clean`, undefined],
-  ['PUT', `/api/queues/${QUEUE}/clean/delayed`, undefined],
-  ['PUT', `/api/queues/${QUEUE}/${id}/promote`, undefined],
-  ['PUT', `/api/queues/${QUEUE}/promote`, undefined],
-  ['PATCH', `/api/queues/${QUEUE}/${id}/update-data`, { jobData: { image: 'https://evil.example/x' } }],
-  ['PATCH', `/api/queues/${QUEUE}/${id}/delay`, { runAt: Date.now() }],
-  ['PATCH', `/api/queues/${QUEUE}/${id}/priority`, { priority: 5 }],
-  ['PUT', `/api/queues/${QUEUE}/pause`, undefined],
+  ['POST', `/api/queues/${BQ}/add`, { name: 'ensure-image', data: { image: 'https://evil.example/x' }, options: {} }],
+  ['PUT', `/api/queues/${BQ}/${id}/retry`, undefined],
+  ['PUT', `/api/queues/${BQ}/retry/failed`, undefined],
+  ['PUT', `/api/queues/${BQ}/${id}/clean`, undefined],
+  ['PUT', `/api/queues/${BQ}/clean/delayed`, undefined],
+  ['PUT', `/api/queues/${BQ}/${id}/promote`, undefined],
+  ['PUT', `/api/queues/${BQ}/promote`, undefined],
+  ['PATCH', `/api/queues/${BQ}/${id}/update-data`, { jobData: { image: 'https://evil.example/x' } }],
+  ['PATCH', `/api/queues/${BQ}/${id}/delay`, { runAt: Date.now() }],
+  ['PATCH', `/api/queues/${BQ}/${id}/priority`, { priority: 5 }],
+  ['PUT', `/api/queues/${BQ}/pause`, undefined],
   ['PUT', '/api/queues/pause', undefined],
-  ['PUT', `/api/queues/${QUEUE}/resume`, undefined],
-  ['PUT', `/api/queues/${QUEUE}/empty`, undefined],
-  ['PUT', `/api/queues/${QUEUE}/obliterate`, { force: true }],
-  ['PUT', `/api/queues/${QUEUE}/concurrency`, { concurrency: 1 }],
-  ['PUT', `/api/queues/${QUEUE}/rate-limit`, { max: 1, duration: 1000 }],
+  ['PUT', `/api/queues/${BQ}/resume`, undefined],
+  ['PUT', `/api/queues/${BQ}/empty`, undefined],
+  ['PUT', `/api/queues/${BQ}/obliterate`, { force: true }],
+  ['PUT', `/api/queues/${BQ}/concurrency`, { concurrency: 1 }],
+  ['PUT', `/api/queues/${BQ}/rate-limit`, { max: 1, duration: 1000 }],
 ];
 
 describe('CSRF: state-changing requests must be same-origin', () => {
@@ -165,7 +168,7 @@ describe('CSRF: state-changing requests must be same-origin', () => {
         ['application/x-www-form-urlencoded', 'name=ensure-image&data=x'],
       ] as const) {
         // As a browser sends it from another site: foreign Origin, Sec-Fetch-Site: cross-site.
-        const r = await fetch(`${b.url}/api/queues/${QUEUE}/add`, {
+        const r = await fetch(`${b.url}/api/queues/${BQ}/add`, {
           method: 'POST',
           headers: { ...(b === board ? AUTH : {}), 'content-type': type, origin: 'https://evil.example', 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'no-cors' },
           body,
@@ -173,7 +176,7 @@ describe('CSRF: state-changing requests must be same-origin', () => {
         expect(r.status, `${type} to ${b === board ? 'auth' : 'no-auth'} board`).toBe(403);
         expect(await r.json()).toMatchObject({ error: 'cross-site request refused' });
         // An older browser: no Origin, no Sec-Fetch-*, and of course no token.
-        const bare = await fetch(`${b.url}/api/queues/${QUEUE}/add`, { method: 'POST', headers: { ...(b === board ? AUTH : {}), 'content-type': type }, body });
+        const bare = await fetch(`${b.url}/api/queues/${BQ}/add`, { method: 'POST', headers: { ...(b === board ? AUTH : {}), 'content-type': type }, body });
         expect(bare.status).toBe(403);
       }
     }
@@ -207,11 +210,11 @@ describe('CSRF: state-changing requests must be same-origin', () => {
     expect(cookie).toMatch(/^XSRF-TOKEN=[A-Za-z0-9_-]{43}; Path=\/; SameSite=Strict$/);
     expect(cookie).not.toMatch(/HttpOnly/i);
     const headers = { ...(await sameOrigin(board, AUTH)), 'sec-fetch-site': 'same-origin' };
-    expect((await fetch(`${board.url}/api/queues/${QUEUE}/pause`, { method: 'PUT', headers })).status).toBe(200);
+    expect((await fetch(`${board.url}/api/queues/${BQ}/pause`, { method: 'PUT', headers })).status).toBe(200);
     expect(await queue.isPaused()).toBe(true);
     // A script (no Origin, no Sec-Fetch-*) that echoes the cookie is fine too.
     const { origin: _o, ...script } = await sameOrigin(board, AUTH);
-    expect((await fetch(`${board.url}/api/queues/${QUEUE}/resume`, { method: 'PUT', headers: script })).status).toBe(200);
+    expect((await fetch(`${board.url}/api/queues/${BQ}/resume`, { method: 'PUT', headers: script })).status).toBe(200);
     expect(await queue.isPaused()).toBe(false);
   });
 });
@@ -279,11 +282,11 @@ describe('failed logins', () => {
 
 describe('payload size cap', () => {
   it('one page of /api/queues with 10 MB payloads stays small; each big field is marked truncated', async () => {
-    const r = await fetch(`${board.url}/api/queues?activeQueue=${QUEUE}&status=delayed&page=1&jobsPerPage=10`, { headers: AUTH });
+    const r = await fetch(`${board.url}/api/queues?activeQueue=${BQ}&status=delayed&page=1&jobsPerPage=10`, { headers: AUTH });
     expect(r.status).toBe(200);
     const text = await r.text();
     expect(Buffer.byteLength(text)).toBeLessThan(256 * 1024);
-    const jobs = JSON.parse(text).queues.find((q: any) => q.name === QUEUE).jobs as any[];
+    const jobs = JSON.parse(text).queues.find((q: any) => q.name === boardName('images', HOST)).jobs as any[];
     expect(jobs).toHaveLength(10);
     const big = jobs.filter((j) => j.id.startsWith('big-'));
     expect(big.length).toBeGreaterThan(0);
@@ -293,24 +296,24 @@ describe('payload size cap', () => {
       expect(j.data.preview.length).toBeLessThanOrEqual(4096);
     }
     // Even a page as large as the server accepts stays bounded.
-    const all = await fetch(`${board.url}/api/queues?activeQueue=${QUEUE}&status=delayed&page=1&jobsPerPage=100000`, { headers: AUTH });
+    const all = await fetch(`${board.url}/api/queues?activeQueue=${BQ}&status=delayed&page=1&jobsPerPage=100000`, { headers: AUTH });
     expect(all.status).toBe(200);
     const allText = await all.text();
     expect(Buffer.byteLength(allText)).toBeLessThan(512 * 1024);
     // jobsPerPage is held to the UI's maximum (300).
-    expect(JSON.parse(allText).queues.find((q: any) => q.name === QUEUE).pagination.range).toEqual({ start: 0, end: 299 });
+    expect(JSON.parse(allText).queues.find((q: any) => q.name === boardName('images', HOST)).pagination.range).toEqual({ start: 0, end: 299 });
   });
 
   it('the job detail is capped, and small jobs are served whole (redacted)', async () => {
-    const big = (await (await fetch(`${board.url}/api/queues/${QUEUE}/${bigIds[0]}`, { headers: AUTH })).json()) as any;
+    const big = (await (await fetch(`${board.url}/api/queues/${BQ}/${bigIds[0]}`, { headers: AUTH })).json()) as any;
     expect(big.job.data).toMatchObject({ truncated: true });
-    const small = (await (await fetch(`${board.url}/api/queues/${QUEUE}/${smallId}`, { headers: AUTH })).json()) as any;
+    const small = (await (await fetch(`${board.url}/api/queues/${BQ}/${smallId}`, { headers: AUTH })).json()) as any;
     expect(small.job.data.imageDigest).toBe(qcow2Image(700).digest);
     expect(small.job.data.image).toMatch(/^https:\/\/images\.example\/ubuntu\.qcow2\?X-Amz-Signature=(REDACTED|\*\*\*)$/);
   });
 
   it('logs are capped: the newest lines that fit, after a note', async () => {
-    const r = await fetch(`${board.url}/api/queues/${QUEUE}/${smallId}/logs`, { headers: AUTH });
+    const r = await fetch(`${board.url}/api/queues/${BQ}/${smallId}/logs`, { headers: AUTH });
     expect(r.status).toBe(200);
     const text = await r.text();
     expect(Buffer.byteLength(text)).toBeLessThan(80 * 1024);
@@ -326,14 +329,14 @@ describe('Duplicate and Edit data are refused (their forms hold redacted data)',
     const before = await state();
     const headers = { ...(await sameOrigin(board, AUTH)), 'sec-fetch-site': 'same-origin', 'content-type': 'application/json' };
     // Exactly what the UI sends: the redacted data from the board, written back.
-    const shown = ((await (await fetch(`${board.url}/api/queues/${QUEUE}/${smallId}`, { headers: AUTH })).json()) as any).job;
-    const dup = await fetch(`${board.url}/api/queues/${QUEUE}/add`, { method: 'POST', headers, body: JSON.stringify({ name: shown.name, data: shown.data, options: shown.opts }) });
+    const shown = ((await (await fetch(`${board.url}/api/queues/${BQ}/${smallId}`, { headers: AUTH })).json()) as any).job;
+    const dup = await fetch(`${board.url}/api/queues/${BQ}/add`, { method: 'POST', headers, body: JSON.stringify({ name: shown.name, data: shown.data, options: shown.opts }) });
     expect(dup.status).toBe(405);
     expect(((await dup.json()) as any).message).toMatch(/fleetq jobs come from producers/);
     expect(await conn.hget(`fleetq:${QUEUE}:${smallId}`, 'data')).toBe(stored);
     expect(await state()).toEqual(before);
 
-    const edit = await fetch(`${board.url}/api/queues/${QUEUE}/${smallId}/update-data`, { method: 'PATCH', headers, body: JSON.stringify({ jobData: shown.data }) });
+    const edit = await fetch(`${board.url}/api/queues/${BQ}/${smallId}/update-data`, { method: 'PATCH', headers, body: JSON.stringify({ jobData: shown.data }) });
     expect(edit.status).toBe(405);
     expect(((await edit.json()) as any).message).toMatch(/does not add jobs or edit job data/);
     expect(await conn.hget(`fleetq:${QUEUE}:${smallId}`, 'data')).toBe(stored);
@@ -348,14 +351,14 @@ describe('secrets', () => {
     const schedulerJobs = ((await queue2.getJobs(['delayed'])) as Job[]).filter((j) => j?.repeatJobKey).map((j) => j.id!);
     const paths = [
       '/',
-      `/queue/${QUEUE2}`,
+      `/queue/${BQ2}`,
       '/api/queues',
       '/api/job-schedulers',
-      `/api/job-schedulers?queueName=${QUEUE2}`,
+      `/api/job-schedulers?queueName=${BQ2}`,
       '/api/redis/stats',
-      ...['latest', 'waiting', 'delayed', 'failed', 'completed', 'active', 'paused', 'prioritized', 'waiting-children'].map((st) => `/api/queues?activeQueue=${QUEUE2}&status=${st}&page=1&jobsPerPage=50`),
-      ...['metrics', 'workers', 'rate-limit', 'default-job-options', 'job-data-schema'].map((r) => `/api/queues/${QUEUE2}/${r}`),
-      ...[...secretIds, ...schedulerJobs].flatMap((id) => [`/api/queues/${QUEUE2}/${id}`, `/api/queues/${QUEUE2}/${id}/logs`, `/api/queues/${QUEUE2}/${id}/flow`, `/queue/${QUEUE2}/${id}`]),
+      ...['latest', 'waiting', 'delayed', 'failed', 'completed', 'active', 'paused', 'prioritized', 'waiting-children'].map((st) => `/api/queues?activeQueue=${BQ2}&status=${st}&page=1&jobsPerPage=50`),
+      ...['metrics', 'workers', 'rate-limit', 'default-job-options', 'job-data-schema'].map((r) => `/api/queues/${BQ2}/${r}`),
+      ...[...secretIds, ...schedulerJobs].flatMap((id) => [`/api/queues/${BQ2}/${id}`, `/api/queues/${BQ2}/${id}/logs`, `/api/queues/${BQ2}/${id}/flow`, `/queue/${BQ2}/${id}`]),
     ];
     const seen: string[] = [];
     for (const path of paths) {

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueEnsureImage } from '../../src/queues/enqueue-ensure-image.js';
-import { imageQueueName } from '../../src/queues/names.js';
+import { boardName, imageQueueName } from '../../src/queues/names.js';
 import { basic, type BoardProcess, sameOrigin, startBoardProcess } from '../helpers/board-process.js';
 import { qcow2Image } from '../helpers/images.js';
 import { queueClient, type QueueClient } from '../helpers/queue.js';
@@ -16,6 +16,9 @@ import { runCli, startWorkerProcess, type WorkerProcess } from '../helpers/worke
 const redis = useTestRedis();
 const CREDS = { FLEETQ_BOARD_USER: 'oncall', FLEETQ_BOARD_PASSWORD: 's3cret-pass' };
 const AUTH = basic('oncall', 's3cret-pass');
+/** The board's names for the queues (`<host>:<queue>`, grouped by host in the sidebar), as they appear in its URLs. */
+const B1 = boardName('images', 'b-1');
+const B1_URL = encodeURIComponent(B1);
 let upstream: Upstream;
 let root: string;
 let worker: WorkerProcess;
@@ -91,12 +94,13 @@ describe('authentication', () => {
 
 describe('the board API', () => {
   it('shows the host\'s queues and the failed job with its data redacted', async () => {
-    const r = await fetch(`${board.url}/api/queues?activeQueue=images-b-1&status=failed&page=1&jobsPerPage=10`, { headers: AUTH });
+    const r = await fetch(`${board.url}/api/queues?activeQueue=${B1_URL}&status=failed&page=1&jobsPerPage=10`, { headers: AUTH });
     expect(r.status).toBe(200);
     const body = await r.text();
     const json = JSON.parse(body);
-    expect(json.queues.map((x: any) => x.name)).toEqual(expect.arrayContaining(['images-b-1', 'restores-b-1']));
-    const images = json.queues.find((x: any) => x.name === 'images-b-1');
+    expect(json.queues.map((x: any) => x.name)).toEqual(expect.arrayContaining([B1, boardName('restores', 'b-1')]));
+    expect(json.queues.find((x: any) => x.name === B1).delimiter).toBe(':');
+    const images = json.queues.find((x: any) => x.name === B1);
     const failed = images.jobs.find((j: any) => j.id === failedId);
     expect(failed.failedReason).toMatch(/HTTP 404/);
     expect(body).not.toContain('hunter2');
@@ -106,14 +110,14 @@ describe('the board API', () => {
 
   it('read-only mode refuses every write at the API (not only the buttons); the normal board accepts them', async () => {
     const writes: Array<[string, string]> = [
-      ['PUT', `/api/queues/images-b-1/${failedId}/retry`],
-      ['PUT', '/api/queues/images-b-1/retry/failed'],
-      ['PUT', '/api/queues/images-b-1/clean/completed'],
-      ['PUT', '/api/queues/images-b-1/pause'],
-      ['PUT', '/api/queues/images-b-1/empty'],
-      ['PUT', '/api/queues/images-b-1/obliterate'],
-      ['POST', '/api/queues/images-b-1/add'],
-      ['DELETE', `/api/queues/images-b-1/${failedId}`],
+      ['PUT', `/api/queues/${B1_URL}/${failedId}/retry`],
+      ['PUT', `/api/queues/${B1_URL}/retry/failed`],
+      ['PUT', `/api/queues/${B1_URL}/clean/completed`],
+      ['PUT', `/api/queues/${B1_URL}/pause`],
+      ['PUT', `/api/queues/${B1_URL}/empty`],
+      ['PUT', `/api/queues/${B1_URL}/obliterate`],
+      ['POST', `/api/queues/${B1_URL}/add`],
+      ['DELETE', `/api/queues/${B1_URL}/${failedId}`],
       ['PUT', '/api/queues/pause'],
     ];
     for (const [method, path] of writes) {
@@ -127,7 +131,7 @@ describe('the board API', () => {
 
     const getsBefore = upstream.gets('/board/missing');
     // A same-origin write (the XSRF-TOKEN cookie echoed in X-XSRF-TOKEN, as the UI does); board-security.test.ts covers the refusals.
-    const retried = await fetch(`${board.url}/api/queues/images-b-1/${failedId}/retry`, { method: 'PUT', headers: await sameOrigin(board, AUTH) });
+    const retried = await fetch(`${board.url}/api/queues/${B1_URL}/${failedId}/retry`, { method: 'PUT', headers: await sameOrigin(board, AUTH) });
     expect(retried.status).toBe(204);
     // It ran again (and failed again: the URL still 404s).
     await expect.poll(() => upstream.gets('/board/missing'), { timeout: 10_000, interval: 50 }).toBe(getsBefore + 1);
@@ -139,7 +143,7 @@ describe('the board API', () => {
     try {
       await expect
         .poll(async () => ((await (await fetch(`${board.url}/api/queues`, { headers: AUTH })).json()) as any).queues.map((x: any) => x.name), { timeout: 10_000, interval: 200 })
-        .toEqual(expect.arrayContaining(['images-b-2', 'restores-b-2']));
+        .toEqual(expect.arrayContaining([boardName('images', 'b-2'), boardName('restores', 'b-2')]));
     } finally {
       await w2.stop();
       removeRoot(root2);

@@ -120,7 +120,7 @@ describe('dead letters under Redis OOM (maxmemory + noeviction)', () => {
     await expect.poll(() => dlqIds(), { timeout: 30_000, interval: 250 }).toEqual(expect.arrayContaining(dead));
     const entries = JSON.parse((await runCli(['dlq', 'ls', '--json', '--host', 'dl-1'], { REDIS_URL: redis.url })).stdout) as Array<Record<string, unknown>>;
     expect(entries).toHaveLength(6);
-    for (const e of entries) expect(e).toMatchObject({ host: 'dl-1', queue: 'images-dl-1', queueKind: 'images', name: 'ensure-image', attemptsMade: 1, reason: expect.stringMatching(/OOM/) });
+    for (const e of entries) expect(e).toMatchObject({ host: 'dl-1', queue: imageQueueName('dl-1'), queueKind: 'images', name: 'ensure-image', attemptsMade: 1, reason: expect.stringMatching(/OOM/) });
     for (const id of dead) expect(w.logs.some((l) => l.jobId === id && /^job dead-lettered \(by the sweep/.test(String(l.msg)))).toBe(true);
 
     // The counters reach /metrics through the worker's snapshot.
@@ -151,7 +151,7 @@ describe('dead letters under Redis OOM (maxmemory + noeviction)', () => {
   });
 
   it('purged dead letters stay purged: the sweep knows they were recorded', async () => {
-    const purged = await runCli(['dlq', 'purge', '--older-than', '1ms', '--json'], { REDIS_URL: redis.url });
+    const purged = await runCli(['dlq', 'purge', '--older-than', '1ms', '--json', '--yes'], { REDIS_URL: redis.url });
     expect(JSON.parse(purged.stdout).removed).toBeGreaterThanOrEqual(9);
     expect(await dlqIds()).toEqual([]);
     // A fresh worker sweeps at start-up, over the same failed jobs.

@@ -195,11 +195,12 @@ describe('producer', () => {
 describe('CLI: fleetq enqueue ensure-image', () => {
   const env = () => ({ REDIS_URL: redis.url });
 
-  it('--wait --json prints one JSON object and exits 0 on completion', async () => {
+  it('--wait --json prints one JSON object on stdout (progress goes to stderr) and exits 0 on completion', async () => {
     const img = freshImage();
     const url = upstream.serve('/cli/ok', img.body);
     const r = await runCli(['enqueue', 'ensure-image', '--host', HOST, '--image', url, '--digest', img.digest, '--wait', '--json'], env());
-    expect(r.stderr).toBe('');
+    expect(r.stderr).toMatch(/^job [0-9a-f-]{36}: queued on /);
+    expect(r.stdout.trim().split('\n')).toHaveLength(1);
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(out).toMatchObject({ state: 'completed', outcome: 'pulled', digest: img.digest });
@@ -229,7 +230,7 @@ describe('CLI: fleetq enqueue ensure-image', () => {
     [['--image', 'file:///etc/passwd'], /^fleetq: --image: .*unsupported protocol scheme "file"/],
     [['--image', 'http://x/a', '--digest', 'sha256:xyz'], /^fleetq: --digest: must be "sha256:"/],
     [['--image', 'http://x/a', '--host', 'bad:host'], /^fleetq: --host: /],
-    [['--digest', `sha256:${'a'.repeat(64)}`], /^fleetq: required option '--image <url>'/],
+    [['--digest', `sha256:${'a'.repeat(64)}`], /^fleetq: --image: is required/],
   ])('invalid arguments exit 2 with one line naming the flag and enqueue nothing: %j', async (args, message) => {
     const before = await q.queue.getJobCounts();
     const r = await runCli(['enqueue', 'ensure-image', '--host', HOST, ...args], env());
@@ -241,7 +242,7 @@ describe('CLI: fleetq enqueue ensure-image', () => {
 });
 
 describe('progress', () => {
-  it('reports {bytes, total, rate} on the job while downloading, at most once a second', async () => {
+  it('reports {progress, bytes, total, rate} on the job while downloading, at most once a second', async () => {
     const img = rawImage(1024 * 1024);
     const url = upstream.serve('/progress.img', img.body, { chunkSize: 32 * 1024, chunkDelayMs: 100 }); // ~3.2 s
     const seen: Array<{ at: number; data: any }> = [];
@@ -255,10 +256,11 @@ describe('progress', () => {
     expect(r.state).toBe('completed');
     expect(seen.length).toBeGreaterThanOrEqual(2);
     for (const s of seen) {
-      expect(s.data).toEqual({ bytes: expect.any(Number), total: img.body.length, rate: expect.any(Number) });
+      expect(s.data).toEqual({ progress: expect.any(Number), bytes: expect.any(Number), total: img.body.length, rate: expect.any(Number) });
       expect(s.data.bytes).toBeLessThanOrEqual(img.body.length);
+      expect(s.data.progress).toBe(Math.floor((s.data.bytes * 100) / img.body.length)); // Bull Board's ring
     }
-    expect(seen.at(-1)!.data.bytes).toBe(img.body.length);
+    expect(seen.at(-1)!.data).toMatchObject({ progress: 100, bytes: img.body.length });
     const bytes = seen.map((s) => s.data.bytes);
     expect([...bytes].sort((a, b) => a - b)).toEqual(bytes);
     // Consecutive updates (but the final one) are at least ~1 s apart.

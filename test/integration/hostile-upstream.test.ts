@@ -14,7 +14,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueEnsureImage } from '../../src/queues/enqueue-ensure-image.js';
 import { imageQueueName } from '../../src/queues/names.js';
-import { mutexRedisKey, pullLockKey } from '../../src/lock/keys.js';
+import { pullLockRedisKey } from '../../src/lock/keys.js';
 import { storePaths } from '../../src/store/paths.js';
 import { digestOf, qcow2Image, rawImage } from '../helpers/images.js';
 import { queueClient, type QueueClient } from '../helpers/queue.js';
@@ -184,7 +184,7 @@ describe('3. a leader that lost its lock cannot re-point the URL', () => {
       leader.proc.kill('SIGSTOP');
       try {
         // The lock expires (no refresh while stopped) — watched in Redis, not slept on.
-        const lockKey = mutexRedisKey(pullLockKey('fleetq', id, { kind: 'url', value: url }));
+        const lockKey = pullLockRedisKey('fleetq', id, { kind: 'url', value: url }); // fleetq:mutex:pull-lock:…
         while ((await conn.exists(lockKey)) === 1) await new Promise((r) => setTimeout(r, 50));
         upstream.serve(path, next.body); // the tag is re-pushed
         const job2 = await a.ensure(url, undefined, { force: true });
@@ -243,7 +243,7 @@ describe('5. a minimum transfer rate', () => {
       expect(r.failedReason).toMatch(/under the minimum 64\.0 KiB .*stalled/);
       expect(Date.now() - started).toBeLessThan(10_000);
       const conn = new Redis(redis.url);
-      expect(await conn.exists(mutexRedisKey(pullLockKey('fleetq', h.id, { kind: 'digest', value: img.digest })))).toBe(0);
+      expect(await conn.exists(pullLockRedisKey('fleetq', h.id, { kind: 'digest', value: img.digest }))).toBe(0);
       conn.disconnect();
       expect(storeState(h.root)).toMatchObject({ blobs: [], temp: [] });
     } finally {

@@ -133,7 +133,7 @@ describe('retry tooling after an incident', () => {
     const ids = dlq.map((d: any) => d.originalId);
     expect(ids).toEqual(expect.arrayContaining([...failedImageIds, failedRestoreId]));
     const one = dlq.find((d: any) => d.originalId === failedImageIds[0]);
-    expect(one).toMatchObject({ host: 'ops-a', queue: 'images-ops-a', queueKind: 'images', name: 'ensure-image', attemptsMade: 2 });
+    expect(one).toMatchObject({ host: 'ops-a', queue: imageQueueName('ops-a'), queueKind: 'images', name: 'ensure-image', attemptsMade: 2 });
     expect(one.reason).toMatch(/HTTP 500/);
     expect(one.data.image).toBe(upstream.url('/incident/0'));
   });
@@ -148,7 +148,7 @@ describe('retry tooling after an incident', () => {
   });
 
   it('retry by filter puts them back; they complete once upstream recovers; a re-run retries nothing', async () => {
-    const r = await cliJson('retry', '--reason', 'HTTP 500', '--host', 'ops-a');
+    const r = await cliJson('retry', '--reason', 'HTTP 500', '--host', 'ops-a', '--yes');
     expect(r.summary).toMatchObject({ matched: 2, retried: 2, errors: 0 });
     for (const id of failedImageIds) expect((await hosts['ops-a']!.images.settle(id)).state).toBe('completed');
     const again = await cliJson('retry', '--reason', 'HTTP 500', '--host', 'ops-a');
@@ -164,7 +164,7 @@ describe('retry tooling after an incident', () => {
     expect(await snapshot()).toEqual(before);
 
     setCocoonFault(hosts['ops-b']!.root, undefined);
-    const r = await cliJson('dlq', 'requeue', '--host', 'ops-b');
+    const r = await cliJson('dlq', 'requeue', '--host', 'ops-b', '--yes');
     expect(r.entries).toEqual([{ id: failedRestoreId, host: 'ops-b', queue: 'restores', result: 'retried' }]);
     const done = await hosts['ops-b']!.restores.settle(failedRestoreId);
     expect(done.state).toBe('completed');
@@ -182,7 +182,7 @@ describe('retry tooling after an incident', () => {
     expect((await hosts['ops-b']!.images.queue.getJob(oldChild))!.failedReason).toMatch(/HTTP 404/);
     upstream.serve(path, img.body); // the image is published at last
 
-    const out = await cliJson('retry', '--host', 'ops-b', '--reason', 'HTTP 404');
+    const out = await cliJson('retry', '--host', 'ops-b', '--reason', 'HTTP 404', '--yes');
     const byId = Object.fromEntries(out.jobs.map((j: any) => [j.id, j]));
     expect(byId[r.jobId]).toMatchObject({ action: 'retried', removedImageJobs: [oldChild] });
     expect(byId[oldChild]?.action ?? 'skipped').toBe('skipped');
@@ -206,7 +206,7 @@ describe('retry tooling after an incident', () => {
       void poll();
     });
     expect(await cliJson('dlq', 'purge', '--older-than', '7d')).toEqual({ removed: 0 });
-    const purged = await cliJson('dlq', 'purge', '--older-than', '1ms');
+    const purged = await cliJson('dlq', 'purge', '--older-than', '1ms', '--yes');
     expect(purged.removed).toBeGreaterThanOrEqual(1);
     expect(await cliJson('dlq', 'ls')).toEqual([]);
   });
@@ -236,7 +236,7 @@ describe('reroute a stopped host\'s work', () => {
     expect(dry.summary).toMatchObject({ dryRun: true, moved: 2 });
     expect(await snapshot()).toEqual(before);
 
-    const r = await cliJson('reroute', '--from-host', 'ops-c', '--to-host', 'ops-b');
+    const r = await cliJson('reroute', '--from-host', 'ops-c', '--to-host', 'ops-b', '--yes');
     expect(r.summary).toMatchObject({ moved: 2 });
     expect(r.jobs.filter((j: any) => j.action === 'skip')).toEqual([]);
     expect(await c.images.queue.getJobCounts('wait', 'prioritized', 'waiting-children', 'delayed')).toEqual({ wait: 0, prioritized: 0, 'waiting-children': 0, delayed: 0 });
@@ -269,15 +269,15 @@ describe('scheduler tools', () => {
     const { jobId } = await cliJson('enqueue', 'ensure-image', '--host', 'ops-a', '--image', url, '--digest', img.digest, '--delay', '1h');
     expect(await (await hosts['ops-a']!.images.queue.getJob(jobId))!.getState()).toBe('delayed');
     const promoted = await cliJson('promote', '--host', 'ops-a', '--queue', 'images');
-    expect(promoted).toEqual([{ queue: 'images-ops-a', promoted: 1 }]);
+    expect(promoted).toEqual([{ queue: imageQueueName('ops-a'), promoted: 1 }]);
     expect((await hosts['ops-a']!.images.settle(jobId)).state).toBe('completed');
   });
 
   it('clean removes completed jobs older than the grace period', async () => {
     const before = await hosts['ops-a']!.images.queue.getCompletedCount();
     expect(before).toBeGreaterThan(0);
-    expect(await cliJson('clean', '--state', 'completed', '--older-than', '1h', '--host', 'ops-a', '--queue', 'images')).toEqual([{ queue: 'images-ops-a', removed: 0 }]);
-    const r = await cliJson('clean', '--state', 'completed', '--older-than', '0s', '--host', 'ops-a', '--queue', 'images');
+    expect(await cliJson('clean', '--state', 'completed', '--older-than', '1h', '--host', 'ops-a', '--queue', 'images')).toEqual([{ queue: imageQueueName('ops-a'), removed: 0 }]);
+    const r = await cliJson('clean', '--state', 'completed', '--older-than', '0s', '--host', 'ops-a', '--queue', 'images', '--yes');
     expect(r[0].removed).toBe(before);
     expect(await hosts['ops-a']!.images.queue.getCompletedCount()).toBe(0);
   });

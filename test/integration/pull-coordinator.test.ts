@@ -6,7 +6,8 @@
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pullLockKey } from '../../src/lock/keys.js';
+import { pullLockRedisKey } from '../../src/lock/keys.js';
+import { lockConnection } from '../../src/lock/lock-connection.js';
 import { LockLostError } from '../../src/lock/lock-errors.js';
 import { PullCoordinator } from '../../src/lock/pull-coordinator.js';
 import { ReleaseNotifier } from '../../src/lock/release-notifier.js';
@@ -17,7 +18,7 @@ const clients: Redis[] = [];
 const log = pino({ level: 'silent' });
 
 function coordinator(ttlMs: number, logger = log): PullCoordinator {
-  const r = new Redis(redis.url, { maxRetriesPerRequest: null });
+  const r = lockConnection(redis.url, 't'); // keyPrefix "t:": the lock lives at t:mutex:pull-lock:…
   const sub = new Redis(redis.url, { maxRetriesPerRequest: null });
   clients.push(r, sub);
   return new PullCoordinator({ redis: r, notifier: new ReleaseNotifier(sub), prefix: 't', host: 'h', ttlMs, log: logger });
@@ -39,6 +40,15 @@ function deferred<T = void>() {
   const promise = new Promise<T>((r) => (resolve = r));
   return { promise, resolve };
 }
+
+describe('the lock\'s client', () => {
+  it('must carry keyPrefix "<prefix>:" (redis-semaphore always writes mutex:<key>): a plain client is refused', () => {
+    const plain = new Redis(redis.url, { lazyConnect: true });
+    const sub = new Redis(redis.url, { lazyConnect: true });
+    clients.push(plain, sub);
+    expect(() => new PullCoordinator({ redis: plain, notifier: new ReleaseNotifier(sub), prefix: 't', host: 'h', ttlMs: 1000, log })).toThrow(/keyPrefix "t:"/);
+  });
+});
 
 describe('pull coordinator', () => {
   let a: PullCoordinator;
@@ -112,7 +122,7 @@ describe('pull coordinator', () => {
     const key = { kind: 'digest' as const, value: `sha256:${'2'.repeat(64)}` };
     const raw = new Redis(redis.url);
     clients.push(raw);
-    await raw.set(`mutex:${pullLockKey('t', 'h', key)}`, 'crashed-holder', 'PX', 1000);
+    await raw.set(pullLockRedisKey('t', 'h', key), 'crashed-holder', 'PX', 1000);
     const t0 = Date.now();
     const r = await short.run({ key, recheck: async () => undefined, lead: async () => 'pulled' });
     expect(r.role).toBe('leader');
@@ -129,7 +139,7 @@ describe('pull coordinator', () => {
         key,
         recheck: async () => undefined,
         lead: async (signal) => {
-          await raw.set(`mutex:${pullLockKey('t', 'h', key)}`, 'someone-else', 'PX', 5000); // stolen
+          await raw.set(pullLockRedisKey('t', 'h', key), 'someone-else', 'PX', 5000); // stolen
           await new Promise<void>((resolve, reject) => {
             const t = setTimeout(resolve, 5000);
             signal.addEventListener('abort', () => {
@@ -144,6 +154,6 @@ describe('pull coordinator', () => {
     expect(err).toBeInstanceOf(LockLostError);
     expect((err as Error).message).toMatch(/lost the pull lock/);
     // Our release must not delete someone else's lock.
-    expect(await raw.get(`mutex:${pullLockKey('t', 'h', key)}`)).toBe('someone-else');
+    expect(await raw.get(pullLockRedisKey('t', 'h', key))).toBe('someone-else');
   });
 });

@@ -534,9 +534,13 @@ describe('CLI: fleetq enqueue restore', () => {
     const url = upstream.serve('/cli-restore/win11', img.body);
     plantSnapshot(h.root, { name: 'win11-golden', image: url, imageDigest: img.digest, cpu: 2 });
     const r = await runCli(['enqueue', 'restore', '--host', 'r-cli', '--kind', 'clone', '--snapshot', 'win11-golden', '--name', 'vm-cli', '--cpu', '4', '--memory', '8G', '--wait', '--json'], { REDIS_URL: redis.url });
-    expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ state: 'completed', vm: 'vm-cli', outcome: 'done', digest: img.digest });
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({ state: 'completed', vm: 'vm-cli', outcome: 'done', digest: img.digest });
+    // --wait reports on stderr (the id at once, then a line per change); no warning: the host has a live worker.
+    const lines = r.stderr.trim().split('\n');
+    expect(lines[0]).toBe(`job ${out.jobId}: queued on ${restoreQueueName('r-cli')}`);
+    for (const l of lines) expect(l.startsWith(`job ${out.jobId}: `)).toBe(true);
   });
 
   it.each([

@@ -274,11 +274,11 @@ describe('with a worker running', () => {
     await clean(['enqueue', 'ensure-image', '--host', HOST, '--image', presigned(upstream.url('/missing-three.img')), '--wait', '--timeout', '30s'], 1);
 
     // A real retry, then what it printed.
-    const retried = await cleanJson('retry', '--id', ids.missing);
+    const retried = await cleanJson('retry', '--id', ids.missing, '--yes');
     expect(retried.summary.retried).toBe(1);
     expect((await images.settle(ids.missing)).state).toBe('failed');
     await cleanJson('promote');
-    await cleanJson('clean', '--state', 'completed', '--older-than', '1h');
+    await cleanJson('clean', '--state', 'completed', '--older-than', '1h', '--yes');
   }, 180_000); // some forty CLI processes: allow for a loaded CI machine
 
   it("the worker's log lines (debug level) hold none of the secrets, though they name the URLs", async () => {

@@ -2,7 +2,7 @@
 import { Job } from 'bullmq';
 import type { Command } from 'commander';
 import { RestorePayload } from '../../jobs/contracts/restore.js';
-import { parseDuration } from '../../lib/units.js';
+import { formatDuration } from '../../lib/units.js';
 import { type DeadLetter, purgeDeadLetters, removeDeadLetters, scanDeadLetters } from '../../ops/dead-letters.js';
 import type { Fleet } from '../../ops/fleet.js';
 import { matches } from '../../ops/job-filter.js';
@@ -11,7 +11,9 @@ import { enqueueRestore } from '../../queues/enqueue-restore.js';
 import { defaultJobOptions } from '../../queues/job-options.js';
 import { ago, printJson, printLine, printTable, progressBar } from '../output.js';
 import { addFilterFlags, type FilterFlags, hostList, toFilter, withFleet } from '../fleet-command.js';
-import { flagParser } from '../usage-error.js';
+import { addConfirmFlags, confirm, type ConfirmFlags } from '../confirm.js';
+import { EXIT } from '../exit-codes.js';
+import { durationFlag } from '../flags.js';
 
 async function collect(fleet: Fleet, f: FilterFlags): Promise<DeadLetter[]> {
   const hosts = await fleet.resolveHosts(hostList(f.host));
@@ -68,11 +70,11 @@ export function registerDlq(program: Command): void {
     });
   });
 
-  addFilterFlags(dlq.command('requeue').description('put dead letters back to work'))
-    .option('--dry-run', 'print what would be requeued and change nothing')
-    .action(async (f: FilterFlags & { dryRun?: boolean }) => {
+  addConfirmFlags(addFilterFlags(dlq.command('requeue').description('put dead letters back to work (asks first unless --yes)')), 'be requeued')
+    .action(async (f: FilterFlags & ConfirmFlags) => {
       await withFleet(async (fleet) => {
         const rows = await collect(fleet, f);
+        if (!f.dryRun && rows.length > 0) await confirm(`requeue ${rows.length} dead letter${rows.length === 1 ? '' : 's'} (their jobs run again)`, f);
         const ids = new Set(rows.map((d) => d.id));
         const results: Array<{ id: string; host: string; queue: string; result: string }> = [];
         let errors = 0;
@@ -95,18 +97,32 @@ export function registerDlq(program: Command): void {
           for (const r of results) printLine(`${r.host}/${r.queue} ${r.id}: ${r.result}`);
           printLine(`${f.dryRun ? 'dry run: ' : ''}matched ${summary.matched}, requeued ${summary.requeued}, errors ${errors}`);
         }
-        if (errors) process.exitCode = 1;
+        if (errors) process.exitCode = EXIT.FAILED;
       });
     });
 
-  dlq
-    .command('purge')
-    .description('delete dead letters older than a duration')
-    .requiredOption('--older-than <duration>', 'e.g. 7d', flagParser('--older-than', parseDuration))
+  addConfirmFlags(
+    dlq
+      .command('purge')
+      .description('delete dead letters older than a duration (asks first unless --yes)')
+      .requiredOption('--older-than <duration>', 'a unit is required: 7d, 12h, 90m', durationFlag('--older-than')),
+    'be deleted',
+  )
     .option('--json', 'machine-readable output')
-    .action(async (opts: { olderThan: number; json?: boolean }) => {
+    .action(async (opts: { olderThan: number; json?: boolean } & ConfirmFlags) => {
       await withFleet(async (fleet) => {
-        const removed = await purgeDeadLetters(fleet.redis, fleet.cfg.prefix, opts.olderThan);
+        const now = Date.now();
+        const old: DeadLetter[] = [];
+        for await (const d of scanDeadLetters(fleet.redis, fleet.cfg.prefix, { until: now - opts.olderThan })) old.push(d);
+        const what = `${old.length} dead letter${old.length === 1 ? '' : 's'} older than ${formatDuration(opts.olderThan)}`;
+        if (opts.dryRun) {
+          if (opts.json) return printJson({ dryRun: true, matched: old.length, entries: old.map((d) => ({ id: d.originalId, host: d.host, queue: d.queueKind, failedAt: d.failedAt })) });
+          for (const d of old) printLine(`${d.host}/${d.queueKind} ${d.originalId}: would delete (failed ${ago(d.failedAt, now)})`);
+          return printLine(`dry run: would delete ${what}`);
+        }
+        if (old.length > 0) await confirm(`delete ${what}`, opts);
+        // The same cut-off as shown: nothing that turned old since the question is removed.
+        const removed = old.length > 0 ? await purgeDeadLetters(fleet.redis, fleet.cfg.prefix, opts.olderThan, now) : 0;
         if (opts.json) printJson({ removed });
         else printLine(`removed ${removed} dead letter${removed === 1 ? '' : 's'}`);
       });

@@ -1,17 +1,26 @@
 /** `fleetq enqueue ensure-image|restore`: validate flags, enqueue, optionally wait for the end. */
 import { randomBytes } from 'node:crypto';
-import { Job, type QueueEvents } from 'bullmq';
+import { Queue, QueueEvents } from 'bullmq';
 import type { Command } from 'commander';
+import type { Redis } from 'ioredis';
 import { parsePayload } from '../../jobs/contracts/common.js';
 import { ENSURE_IMAGE, EnsureImagePayload } from '../../jobs/contracts/ensure-image.js';
 import { RESTORE, type RestoreInput, RestorePayload } from '../../jobs/contracts/restore.js';
 import { enqueueEnsureImage } from '../../queues/enqueue-ensure-image.js';
 import { enqueueRestore } from '../../queues/enqueue-restore.js';
-import { imageQueueName, restoreQueueName } from '../../queues/names.js';
+import { imageChildId, imageQueueName, restoreQueueName } from '../../queues/names.js';
+import { workerConnection } from '../../queues/connection.js';
+import { queueOptions } from '../../queues/queue-options.js';
 import type { Config } from '../../config/schema.js';
-import { cliConfig, openQueue, type QueueHandle } from '../context.js';
+import { redactUrl } from '../../lib/redact.js';
+import { formatDuration } from '../../lib/units.js';
+import { cliConfig, openQueue } from '../context.js';
+import { EXIT } from '../exit-codes.js';
 import { asUsageError, durationFlag, hostFlag, jobIdFlag, priorityFlag } from '../flags.js';
-import { printJsonLine, printLine } from '../output.js';
+import { checkLiveHost } from '../live-host.js';
+import { printErr, printJsonLine, printLine } from '../output.js';
+import { barView, finalMessage, finalReason, lineView, waitWithProgress, type WaitOutcome } from '../progress.js';
+import { UsageError } from '../usage-error.js';
 
 interface SubmitFlags {
   host: string;
@@ -21,6 +30,7 @@ interface SubmitFlags {
   wait?: boolean;
   timeout?: number;
   json?: boolean;
+  requireLiveHost?: boolean;
 }
 
 interface EnsureImageFlags extends SubmitFlags {
@@ -43,18 +53,6 @@ interface RestoreFlags extends SubmitFlags {
   onDemand?: boolean;
 }
 
-/** Wait for a job to finish; resolves with its final state (never throws for a failed job). */
-export async function waitForJob(job: Job, events: QueueEvents, timeoutMs?: number): Promise<{ state: string; returnvalue?: unknown; failedReason?: string }> {
-  try {
-    const returnvalue = await job.waitUntilFinished(events, timeoutMs);
-    return { state: 'completed', returnvalue };
-  } catch (err) {
-    const msg = (err as Error).message ?? String(err);
-    if (/timed out before finishing/.test(msg)) return { state: 'timeout', failedReason: msg };
-    return { state: 'failed', failedReason: msg };
-  }
-}
-
 /** Producer options from the configuration and the submission flags. */
 function submission(cfg: Config, opts: SubmitFlags) {
   return { host: opts.host, attempts: cfg.attempts, backoffMs: cfg.backoffMs, priority: opts.priority, delayMs: opts.delay, jobId: opts.jobId };
@@ -66,30 +64,120 @@ function addSubmitOptions(cmd: Command, noun: string): Command {
     .option('--priority <n>', 'BullMQ priority (1 = highest)', priorityFlag)
     .option('--delay <duration>', 'start no earlier than this from now (e.g. 30s, 5m)', durationFlag('--delay'))
     .option('--job-id <id>', 'idempotent submission: the same id is added once', jobIdFlag)
-    .option('--wait', `wait until the ${noun} completes or fails (exit 0 / 1)`)
-    .option('--timeout <duration>', 'with --wait: give up waiting after this long (exit 3)', durationFlag('--timeout'))
+    .option('--require-live-host', 'refuse (exit 2, nothing enqueued) when no live worker takes this host\'s queue; without it, a warning on stderr')
+    .option('--wait', `wait until the ${noun} completes or fails (exit 0 / 1), showing progress on stderr`)
+    .option('--timeout <duration>', 'with --wait: give up waiting after this long (exit 3; the job carries on)', durationFlag('--timeout'))
     .option('--json', 'print one JSON object');
 }
 
+interface Submitted {
+  jobId: string;
+  deduplicated?: boolean;
+  /** Fields of the JSON result besides the job's end (vm for restores, deduplicated for pulls). */
+  extra: Record<string, unknown>;
+}
+
 /**
- * Print what was enqueued; with --wait, wait for the end and print
- * {jobId, state, outcome?, digest?, failedReason?, …}, setting the exit code
- * (0 completed, 1 failed, 3 wait timeout).
+ * Open the host's queue, warn (or refuse, --require-live-host) when no live
+ * worker takes it, enqueue, and print the id; with --wait, follow the job
+ * with progress on stderr and print how it ended, setting the exit code
+ * (0 completed, 1 failed, 3 wait timeout, 4 the job vanished).
  */
-async function report(handle: QueueHandle, jobId: string, extra: Record<string, unknown>, opts: SubmitFlags): Promise<void> {
-  if (!opts.wait) {
-    if (opts.json) printJsonLine({ jobId, state: 'queued', ...extra });
-    else printLine(jobId);
-    return;
+async function submit(cfg: Config, kind: 'images' | 'restores', opts: SubmitFlags, add: (queue: Queue) => Promise<Submitted>): Promise<void> {
+  if (opts.timeout !== undefined && !opts.wait) throw new UsageError('--timeout: only with --wait');
+  const name = kind === 'images' ? imageQueueName(opts.host) : restoreQueueName(opts.host);
+  const handle = await openQueue(cfg, name, Boolean(opts.wait));
+  let child: { queue: Queue; events: QueueEvents; close(): Promise<void> } | undefined;
+  try {
+    await checkLiveHost(handle.redis, cfg, opts.host, name, Boolean(opts.requireLiveHost));
+    const sub = await add(handle.queue);
+    if (!opts.json && sub.deduplicated) printErr(`fleetq: an identical job is already pending: ${sub.jobId}`);
+    if (!opts.wait) {
+      if (opts.json) printJsonLine({ jobId: sub.jobId, state: 'queued', ...sub.extra });
+      else printLine(sub.jobId);
+      return;
+    }
+    printErr(`job ${sub.jobId}: queued on ${name}${opts.delay ? `, starts in ${formatDuration(opts.delay)}` : ''}`);
+    if (kind === 'restores') child = await openChildQueue(cfg, handle.redis, imageQueueName(opts.host));
+    const view = process.stderr.isTTY ? barView(process.stderr, redactUrl) : lineView(sub.jobId, printErr);
+    const onSigint = () => {
+      view.end();
+      printErr(`fleetq: stopped waiting; job ${sub.jobId} carries on (fleetq jobs show ${sub.jobId})`);
+      process.exit(130);
+    };
+    process.once('SIGINT', onSigint);
+    let outcome: WaitOutcome;
+    try {
+      outcome = await waitWithProgress({
+        queue: handle.queue,
+        redis: handle.redis,
+        events: handle.events!,
+        jobId: sub.jobId,
+        view,
+        timeoutMs: opts.timeout,
+        child: child ? { queue: child.queue, events: child.events, idFor: (n) => imageChildId(sub.jobId, n) } : undefined,
+      });
+    } finally {
+      process.off('SIGINT', onSigint);
+      view.end();
+    }
+    printOutcome(sub, outcome, opts);
+  } finally {
+    await child?.close();
+    await handle.close();
   }
-  const job = await Job.fromId(handle.queue, jobId);
-  const w = job ? await waitForJob(job, handle.events!, opts.timeout) : { state: 'unknown', failedReason: 'job no longer exists (removed after completion?)' };
-  const rv = (w as { returnvalue?: { outcome?: string; digest?: string } }).returnvalue;
-  const out = { jobId, state: w.state, ...extra, outcome: rv?.outcome, digest: rv?.digest, failedReason: w.failedReason };
-  if (opts.json) printJsonLine(out);
-  else if (out.state === 'completed') printLine(`${jobId} completed${out.outcome ? `: ${out.outcome}` : ''}${out.digest ? ` ${out.digest}` : ''}`);
-  else printLine(`${jobId} ${out.state}: ${out.failedReason ?? ''}`);
-  process.exitCode = out.state === 'completed' ? 0 : out.state === 'timeout' ? 3 : 1;
+}
+
+/** A restore's images queue and its events, to show its base image's pull. */
+async function openChildQueue(cfg: Config, redis: Redis, name: string) {
+  const queue = new Queue(name, { connection: redis, ...queueOptions(cfg.prefix) });
+  queue.on('error', () => {});
+  const eventsRedis = workerConnection(cfg.redisUrl);
+  eventsRedis.on('error', () => {});
+  const events = new QueueEvents(name, { connection: eventsRedis, prefix: cfg.prefix });
+  events.on('error', () => {});
+  await events.waitUntilReady();
+  return {
+    queue,
+    events,
+    async close() {
+      await events.close().catch(() => {});
+      await queue.close().catch(() => {});
+      await eventsRedis.quit().catch(() => {});
+    },
+  };
+}
+
+function printOutcome(sub: Submitted, o: WaitOutcome, opts: SubmitFlags): void {
+  const s = o.snapshot;
+  const rv = (o.end === 'completed' ? s.returnvalue : undefined) as { outcome?: string; digest?: string } | undefined;
+  const state = o.end === 'gone' ? 'unknown' : o.end;
+  if (opts.json) {
+    printJsonLine({
+      jobId: sub.jobId,
+      state,
+      ...sub.extra,
+      outcome: rv?.outcome,
+      digest: rv?.digest,
+      failedReason: o.end === 'failed' ? finalReason(s.failedReason) : o.end === 'timeout' ? `still ${s.state} after ${formatDuration(opts.timeout ?? 0)}` : undefined,
+      attemptsMade: s.attemptsMade,
+      attempts: s.attempts,
+    });
+  } else if (o.end === 'timeout') {
+    printLine(`${sub.jobId} timeout: still ${s.state} after ${formatDuration(opts.timeout ?? 0)} (the job carries on: fleetq jobs show ${sub.jobId})`);
+  } else {
+    printLine(finalMessage(s));
+  }
+  process.exitCode = o.end === 'completed' ? EXIT.OK : o.end === 'timeout' ? EXIT.TIMEOUT : o.end === 'gone' ? EXIT.NOT_FOUND : EXIT.FAILED;
+}
+
+/** Flags that belong to the other --kind: say which flag to use instead of "not a known field". */
+function checkKindFlags(opts: RestoreFlags): void {
+  if (opts.kind === 'clone' && opts.vm !== undefined) throw new UsageError('--vm: only with --kind restore (a clone names its new VM with --name)');
+  if (opts.kind === 'restore') {
+    if (opts.name !== undefined) throw new UsageError('--name: only with --kind clone (--kind restore rolls back the VM given by --vm)');
+    if (opts.nics !== undefined) throw new UsageError('--nics: only with --kind clone');
+  }
 }
 
 export function registerEnqueue(program: Command): void {
@@ -108,14 +196,10 @@ export function registerEnqueue(program: Command): void {
     const cfg = cliConfig();
     const input = { image: opts.image, imageDigest: opts.digest, force: opts.force ? true : undefined };
     asUsageError(() => parsePayload(EnsureImagePayload, input, ENSURE_IMAGE)); // bad input never touches Redis
-    const handle = await openQueue(cfg, imageQueueName(opts.host), Boolean(opts.wait));
-    try {
-      const enq = await enqueueEnsureImage(handle.queue, input, submission(cfg, opts));
-      if (!opts.json && enq.deduplicated) process.stderr.write(`an identical job is already pending: ${enq.jobId}\n`);
-      await report(handle, enq.jobId, { deduplicated: enq.deduplicated }, opts);
-    } finally {
-      await handle.close();
-    }
+    await submit(cfg, 'images', opts, async (queue) => {
+      const enq = await enqueueEnsureImage(queue, input, submission(cfg, opts));
+      return { jobId: enq.jobId, deduplicated: enq.deduplicated, extra: { deduplicated: enq.deduplicated } };
+    });
   });
 
   addSubmitOptions(
@@ -136,6 +220,7 @@ export function registerEnqueue(program: Command): void {
       .option('--on-demand', 'restore memory on demand'),
     'restore',
   ).action(async (opts: RestoreFlags) => {
+    checkKindFlags(opts);
     const cfg = cliConfig();
     const num = (v: string | undefined) => (v !== undefined && /^\d+$/.test(v) ? Number(v) : v);
     const flags = {
@@ -155,12 +240,9 @@ export function registerEnqueue(program: Command): void {
     // Flags not given are absent, not undefined: each kind's contract refuses the other kind's fields.
     const input = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) as RestoreInput;
     asUsageError(() => parsePayload(RestorePayload, input, RESTORE));
-    const handle = await openQueue(cfg, restoreQueueName(opts.host), Boolean(opts.wait));
-    try {
-      const enq = await enqueueRestore(handle.queue, input, submission(cfg, opts));
-      await report(handle, enq.jobId, { vm: enq.vm }, opts);
-    } finally {
-      await handle.close();
-    }
+    await submit(cfg, 'restores', opts, async (queue) => {
+      const enq = await enqueueRestore(queue, input, submission(cfg, opts));
+      return { jobId: enq.jobId, extra: { vm: enq.vm } };
+    });
   });
 }

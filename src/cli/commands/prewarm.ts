@@ -3,10 +3,10 @@ import { createHash } from 'node:crypto';
 import type { Command } from 'commander';
 import { parsePayload } from '../../jobs/contracts/common.js';
 import { ENSURE_IMAGE, EnsureImagePayload } from '../../jobs/contracts/ensure-image.js';
-import { parseDuration } from '../../lib/units.js';
+import { formatDuration, parseDuration } from '../../lib/units.js';
 import { enqueueEnsureImage } from '../../queues/enqueue-ensure-image.js';
 import { defaultJobOptions } from '../../queues/job-options.js';
-import { printJson, printJsonLine } from '../output.js';
+import { printJson, printLine } from '../output.js';
 import { hostList, withFleet } from '../fleet-command.js';
 import { flagParser, UsageError } from '../usage-error.js';
 import { asUsageError } from '../flags.js';
@@ -21,9 +21,9 @@ export function registerPrewarm(program: Command): void {
     .requiredOption('--image <url>', 'http(s) URL of the image')
     .option('--digest <sha256:hex>', 'pin the digest')
     .requiredOption('--hosts <ids|all>', 'comma-separated host ids, or "all" (every registered host)')
-    .option('--every <duration>', 'repeat on this interval (a BullMQ job scheduler per host)', flagParser('--every', (v) => {
+    .option('--every <duration>', 'repeat on this interval, at least 1m; a unit is required: 1h, 30m (a BullMQ job scheduler per host)', flagParser('--every', (v) => {
       const ms = parseDuration(v);
-      if (ms < 60_000) throw new Error('must be at least 1m');
+      if (ms < 60_000) throw new Error(`must be at least 1m (got ${formatDuration(ms)})`);
       return ms;
     }))
     .option('--cancel', 'remove the schedule for this image instead')
@@ -53,7 +53,14 @@ export function registerPrewarm(program: Command): void {
           }
         }
         if (opts.json) return printJson(out);
-        for (const o of out) printJsonLine(o);
+        for (const o of out) printLine(describe(o));
       });
     });
+}
+
+/** One human line per host: what prewarm did there. */
+function describe(o: { host: string; schedulerId?: string; removed?: boolean; every?: number; jobId?: string; deduplicated?: boolean }): string {
+  if (o.removed !== undefined) return `${o.host}: ${o.removed ? 'schedule removed' : 'no such schedule'} (${o.schedulerId})`;
+  if (o.every !== undefined) return `${o.host}: pulls every ${formatDuration(o.every)} (schedule ${o.schedulerId})`;
+  return `${o.host}: ${o.deduplicated ? 'an identical pull is already pending' : 'pull queued'}: job ${o.jobId}`;
 }

@@ -1,12 +1,23 @@
-/** `fleetq worker` and `fleetq start` (worker + embedded Redis when none is configured). */
+/**
+ * `fleetq worker` and `fleetq start` (worker + board, and an embedded Redis
+ * when none is configured).
+ *
+ * `fleetq start` without REDIS_URL uses 127.0.0.1:6379 when something answers
+ * there, else starts redis-server on a free port (data in ./var/redis). Either
+ * way it records the choice in ./var/fleetq.env (see ../context.ts), prints
+ * the one line a user needs, and removes the file when it stops.
+ */
+import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { ConfigOverrides } from '../../config/load.js';
+import { Redis } from 'ioredis';
+import { loadConfig, type ConfigOverrides } from '../../config/load.js';
 import { createLogger } from '../../lib/log.js';
-import { onShutdown } from '../../lib/shutdown.js';
+import { redactUrl } from '../../lib/redact.js';
+import { onShutdown, sleep } from '../../lib/shutdown.js';
 import { RedisServerMissingError, redisAnswers, startRedisServer, type RedisServer } from '../../redis/redis-server.js';
 import { type RunningWorker, runWorker } from '../../worker/run-worker.js';
-import { cliConfig } from '../context.js';
+import { checkLocalState, cliConfig, type LocalState, LOCAL_STATE_SHOWN, localStatePath, removeLocalState, writeLocalState } from '../context.js';
 import type { RunningBoard } from '../../board/server.js';
 import { launchBoard, localCredentials, portFlag } from './board.js';
 import { hostFlag } from '../flags.js';
@@ -23,21 +34,49 @@ function overrides(flags: WorkerFlags): ConfigOverrides {
   return { host: flags.host, root: flags.root, concurrency: flags.concurrency, restoreConcurrency: flags.restoreConcurrency };
 }
 
-async function startWorker(flags: WorkerFlags, embedded?: RedisServer, boardPort?: number): Promise<void> {
-  const cfg = cliConfig({ ...overrides(flags), redisUrl: embedded?.url });
+/** What `fleetq start` chose for Redis. */
+interface StartRedis {
+  /** Set when start chose the Redis (no REDIS_URL): passed to the worker and saved in ./var/fleetq.env. */
+  url?: string | undefined;
+  embedded?: RedisServer | undefined;
+  /** Set before the embedded Redis is stopped on purpose. */
+  stopping?: boolean;
+}
+
+async function startWorker(flags: WorkerFlags, redis?: StartRedis, boardPort?: number): Promise<void> {
+  const cfg = cliConfig({ ...overrides(flags), redisUrl: redis?.url });
   const log = createLogger({ level: cfg.logLevel, host: cfg.host });
+  const statePath = localStatePath();
+  const embedded = redis?.embedded;
   // Handlers first: a SIGTERM during start-up must still end in an orderly exit.
   let worker: RunningWorker | undefined;
   let board: RunningBoard | undefined;
   onShutdown(
     async () => {
+      if (redis) redis.stopping = true;
       await board?.close();
       await worker?.close();
+      if (redis?.url) removeLocalState(statePath);
       await embedded?.stop();
     },
     { log, hardExitMs: cfg.shutdownGraceMs + 20_000 },
   );
+  // Nothing works without the embedded Redis: if it dies, say so, drop the state file and stop.
+  embedded?.process.once('exit', (code, signal) => {
+    if (redis?.stopping) return;
+    removeLocalState(statePath);
+    process.stderr.write(`fleetq: the embedded redis-server exited (${signal ?? `code ${code}`}): stopping\n`);
+    process.exit(1);
+  });
   worker = await runWorker(cfg, log);
+  if (redis) {
+    if (redis.url) {
+      writeLocalState(statePath, { redisUrl: redis.url, host: cfg.host, pid: process.pid, redisPid: embedded?.process.pid });
+      process.stderr.write(`REDIS_URL=${redis.url} FLEETQ_HOST=${cfg.host} (saved to ${LOCAL_STATE_SHOWN}; fleetq commands in this directory use it)\n`);
+    } else {
+      process.stderr.write(`REDIS_URL=${redactUrl(cfg.redisUrl)} FLEETQ_HOST=${cfg.host} (from your environment)\n`);
+    }
+  }
   if (boardPort !== undefined) {
     const creds = localCredentials();
     try {
@@ -47,6 +86,70 @@ async function startWorker(flags: WorkerFlags, embedded?: RedisServer, boardPort
       process.stderr.write(`fleetq: board not started: ${(err as NodeJS.ErrnoException).code === 'EADDRINUSE' ? `port ${boardPort} is in use (use --board-port)` : (err as Error).message}\n`);
     }
   }
+}
+
+/**
+ * A state file whose `fleetq start` is gone (killed, machine crashed). Its
+ * redis-server may still run (it has its own process group) and hold
+ * ./var/redis: shut it down (AOF flushed) so that a new one can start on the
+ * same data, but only if it really is the one serving that directory.
+ */
+async function retireStaleState(state: LocalState | undefined, redisDir: string): Promise<void> {
+  const port = state ? /^redis:\/\/127\.0\.0\.1:(\d+)$/.exec(state.redisUrl)?.[1] : undefined;
+  if (port && (await redisAnswers('127.0.0.1', Number(port)))) {
+    const r = new Redis(Number(port), '127.0.0.1', { lazyConnect: true, connectTimeout: 1000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    r.on('error', () => {});
+    try {
+      await r.connect();
+      const [, dir] = (await r.config('GET', 'dir')) as [string, string];
+      if (sameDir(dir, redisDir)) {
+        await r.call('SHUTDOWN').catch(() => {}); // the connection drops: that is the answer
+        for (let i = 0; i < 100 && (await redisAnswers('127.0.0.1', Number(port))); i++) await sleep(100);
+        process.stderr.write(`fleetq: stopped the redis-server an earlier fleetq start (pid ${state!.pid}) left running on ${state!.redisUrl}\n`);
+      }
+    } catch {
+      // not ours, or not answering any more
+    } finally {
+      r.disconnect();
+    }
+  }
+  removeLocalState(localStatePath(), state?.pid ?? -1);
+}
+
+function sameDir(a: string, b: string): boolean {
+  try {
+    return realpathSync(a) === realpathSync(b);
+  } catch {
+    return resolve(a) === resolve(b);
+  }
+}
+
+/** Decide where `fleetq start` gets its Redis when REDIS_URL is not set. */
+async function chooseRedis(): Promise<StartRedis> {
+  const check = checkLocalState(localStatePath(), { ping: false });
+  if (check.status === 'usable') {
+    throw new UsageError(
+      `fleetq start already runs in this directory (pid ${check.state.pid}, Redis at ${check.state.redisUrl}): stop it first, or run 'npx fleetq worker' to add a worker to it`,
+    );
+  }
+  const redisDir = resolve('var/redis');
+  if (check.status === 'stale') await retireStaleState(check.state, redisDir);
+  // FLEETQ_EMBEDDED_PROBE_PORT exists for tests only (they cannot stop the machine's Redis on 6379).
+  const probePort = Number(process.env.FLEETQ_EMBEDDED_PROBE_PORT ?? 6379);
+  if (await redisAnswers('127.0.0.1', probePort)) return { url: `redis://127.0.0.1:${probePort}` };
+  let embedded: RedisServer;
+  try {
+    embedded = await startRedisServer({ dir: redisDir, appendOnly: true, detached: true });
+  } catch (err) {
+    if (err instanceof RedisServerMissingError) {
+      throw new UsageError(
+        `no Redis at 127.0.0.1:${probePort} and no redis-server on PATH: install one (apt-get install redis-server), start one with 'docker compose up -d redis-local' (it listens on 127.0.0.1:6379), or set REDIS_URL`,
+      );
+    }
+    throw err;
+  }
+  process.stderr.write(`fleetq: no REDIS_URL and nothing on 127.0.0.1:${probePort}: started redis-server at ${embedded.url} (data in ${redisDir})\n`);
+  return { url: embedded.url, embedded };
 }
 
 function workerOptions(cmd: Command): Command {
@@ -65,34 +168,22 @@ export function registerWorker(program: Command): void {
   workerOptions(
     program
       .command('start')
-      .description('run a worker for this host; without REDIS_URL and with nothing on 127.0.0.1:6379, start a private redis-server'),
+      .description(
+        `run a worker for this host and the board; without REDIS_URL, use 127.0.0.1:6379 or start a private redis-server, and save the choice in ${LOCAL_STATE_SHOWN} for the other commands`,
+      ),
   )
     .option('--board-port <n>', 'port of the dashboard started next to the worker', portFlag, 3000)
     .option('--no-board', 'do not start the dashboard')
     .action(async (flags: WorkerFlags & { boardPort: number; board: boolean }) => {
-    cliConfig(overrides(flags)); // validate before starting anything
-    let embedded: RedisServer | undefined;
-    // FLEETQ_EMBEDDED_PROBE_PORT exists for tests only (they cannot stop the machine's Redis on 6379).
-    const probePort = Number(process.env.FLEETQ_EMBEDDED_PROBE_PORT ?? 6379);
-    if (!process.env.REDIS_URL && !(await redisAnswers('127.0.0.1', probePort))) {
-      const dir = resolve('var/redis');
+      loadConfig(process.env, overrides(flags)); // validate before starting anything
+      const redis: StartRedis = process.env.REDIS_URL ? {} : await chooseRedis();
       try {
-        embedded = await startRedisServer({ dir, appendOnly: true });
+        await startWorker(flags, redis, flags.board ? flags.boardPort : undefined);
       } catch (err) {
-        if (err instanceof RedisServerMissingError) {
-          throw new UsageError(
-            `no Redis at 127.0.0.1:${probePort} and no redis-server on PATH: install one (apt-get install redis-server), run 'docker compose up -d redis', or set REDIS_URL`,
-          );
-        }
+        redis.stopping = true;
+        if (redis.url) removeLocalState(localStatePath());
+        await redis.embedded?.stop();
         throw err;
       }
-      process.stderr.write(`fleetq: no REDIS_URL and nothing on 127.0.0.1:${probePort}: started redis-server at ${embedded.url} (data in ${dir})\n`);
-    }
-    try {
-      await startWorker(flags, embedded, flags.board ? flags.boardPort : undefined);
-    } catch (err) {
-      await embedded?.stop();
-      throw err;
-    }
-  });
+    });
 }

@@ -26,8 +26,9 @@ export const EnsureImageResult = z.object({
 });
 export type EnsureImageResult = z.infer<typeof EnsureImageResult>;
 
-/** Progress reported on the job while a download runs. */
+/** Progress reported on the job while a download runs (`progress`: whole percent for Bull Board's ring; 0 while the total is unknown). */
 export const PullProgress = z.object({
+  progress: z.number().int().min(0).max(100),
   bytes: z.number(),
   total: z.number().nullable(),
   rate: z.number(),

@@ -32,6 +32,7 @@ describe('config', () => {
     [{ REDIS_URL: 'http://x' }, 'REDIS_URL'],
     [{ FLEETQ_MAX_IMAGE_SIZE: '20X' }, 'FLEETQ_MAX_IMAGE_SIZE'],
     [{ FLEETQ_LOCK_TTL: 'soon' }, 'FLEETQ_LOCK_TTL'],
+    [{ FLEETQ_LOCK_TTL: '30000' }, 'FLEETQ_LOCK_TTL'], // a duration needs a unit: 30000ms or 30s
     [{ FLEETQ_LOG_LEVEL: 'loud' }, 'FLEETQ_LOG_LEVEL'],
   ])('a bad value names its variable: %o', (env, variable) => {
     let err: unknown;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { redactDeep, redactUrl } from '../../../src/lib/redact.js';
-import { parseDuration, parseSize } from '../../../src/lib/units.js';
+import { formatDuration, parseDuration, parseSize } from '../../../src/lib/units.js';
 
 describe('units', () => {
   it('parses sizes in binary units', () => {
@@ -16,8 +16,24 @@ describe('units', () => {
     expect(parseDuration('30s')).toBe(30_000);
     expect(parseDuration('2h')).toBe(7_200_000);
     expect(parseDuration('7d')).toBe(604_800_000);
-    expect(parseDuration('250')).toBe(250);
+    expect(parseDuration('1h30m')).toBe(5_400_000);
+    expect(parseDuration('0')).toBe(0);
+    expect(parseDuration(250)).toBe(250); // a number from code is milliseconds
     expect(() => parseDuration('soon')).toThrow(/not a duration/);
+    expect(() => parseDuration('5x')).toThrow(/not a duration/);
+    expect(() => parseDuration('1h 30m')).toThrow(/not a duration/);
+  });
+  it('refuses a duration without a unit, saying how to write it', () => {
+    expect(() => parseDuration('250')).toThrow('"250" has no unit: write 250ms, 250s, 250m, 250h or 250d');
+    expect(() => parseDuration('7')).toThrow(/has no unit/);
+    expect(() => parseDuration('1.5')).toThrow(/has no unit/);
+  });
+  it('formats durations for people', () => {
+    expect(formatDuration(850)).toBe('850ms');
+    expect(formatDuration(4_200)).toBe('4s');
+    expect(formatDuration(90_000)).toBe('1m30s');
+    expect(formatDuration(3_600_000)).toBe('1h');
+    expect(formatDuration(7 * 86_400_000 + 3_600_000 * 5)).toBe('7d5h');
   });
 });
 

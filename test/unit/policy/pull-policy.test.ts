@@ -66,7 +66,7 @@ describe('pull policy — the rest of the table', () => {
     expect(pullKey(A, 'http://x/a')).toEqual({ kind: 'digest', value: A, url: 'http://x/a' });
     expect(pullKey(undefined, 'http://x/a')).toEqual({ kind: 'url', value: 'http://x/a' });
     const [byA, byB] = [pullKey(A, 'http://x/a'), pullKey(A, 'http://y/b')];
-    expect(pullLockKey('p', 'h', byA)).toBe(pullLockKey('p', 'h', byB));
+    expect(pullLockKey('h', byA)).toBe(pullLockKey('h', byB));
     expect(flightKey('h', byA)).not.toBe(flightKey('h', byB));
     expect(flightKey('h', byA)).toBe(flightKey('h', pullKey(A, 'http://x/a')));
   });
