@@ -24,6 +24,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { Fleet } from '../ops/fleet.js';
 import { boardNaming } from '../queues/names.js';
+import { oldestWaitingSeconds } from '../metrics/queue-age.js';
 import { basicAuth, type Credentials, loopbackHostOnly } from './auth.js';
 import { csrfProtection } from './csrf.js';
 import { LoginLimiter } from './login-limiter.js';
@@ -119,9 +120,21 @@ export async function startBoard(opts: BoardOptions): Promise<RunningBoard> {
 
   // Board name (`<host>:<queue>`, queues/names.ts boardNaming) → queue name, for the queues on the board.
   const shown = new Map<string, string>();
+  // The host view: each queue's description says whether its host is up and how old its oldest waiting job is.
+  const descriptions = new Map<string, string>();
   const sync = async () => {
     const hosts = await fleet.hosts();
     const refs = fleet.queuesFor(hosts.map((h) => h.host));
+    const now = Date.now();
+    for (const h of hosts) {
+      for (const ref of fleet.queuesFor([h.host])) {
+        const oldest = await oldestWaitingSeconds(fleet.redis, ref.queue, now).catch(() => undefined);
+        const seen = Math.max(0, Math.round((now - h.lastSeen) / 1000));
+        const store = h.health === 'ok' ? '' : `, store ${h.health}`;
+        const waiting = oldest === undefined ? '' : oldest > 0 ? `, oldest waiting ${formatAge(oldest)}` : ', nothing waiting';
+        descriptions.set(boardNaming(ref.kind, ref.host).name, `${ref.kind} on ${ref.host}: host ${h.state} (seen ${formatAge(seen)} ago)${store}${waiting}`);
+      }
+    }
     // A host dropped from the registry (`fleetq hosts rm`, retention) leaves the board too.
     const current = new Set(refs.map((ref) => boardNaming(ref.kind, ref.host).name));
     for (const [name, queue] of shown) {
@@ -135,6 +148,7 @@ export async function startBoard(opts: BoardOptions): Promise<RunningBoard> {
       const naming = boardNaming(ref.kind, ref.host);
       if (shown.has(naming.name)) continue;
       const adapter = new BullMQAdapter(ref.queue, { readOnlyMode: opts.readOnly, description: `${ref.kind} on ${ref.host}`, ...naming.adapterOptions });
+      adapter.getDescription = () => descriptions.get(naming.name) ?? `${ref.kind} on ${ref.host}`;
       // Redacted and capped at 64 KiB per field (the after hook does the rest: failed reasons, stacks, logs, flows, schedulers).
       adapter.setFormatter('data', (d: unknown) => capValue(d));
       adapter.setFormatter('returnValue', (d: unknown) => capValue(d));
@@ -220,4 +234,12 @@ export async function startBoard(opts: BoardOptions): Promise<RunningBoard> {
       await ui.cleanup();
     },
   };
+}
+
+/** 42s, 7m, 3h, 2d: the board's host view. */
+function formatAge(seconds: number): string {
+  if (seconds < 120) return `${Math.round(seconds)}s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)}m`;
+  if (seconds < 172_800) return `${Math.round(seconds / 3600)}h`;
+  return `${Math.round(seconds / 86_400)}d`;
 }

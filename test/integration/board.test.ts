@@ -144,8 +144,14 @@ describe('the board API', () => {
       await expect
         .poll(async () => ((await (await fetch(`${board.url}/api/queues`, { headers: AUTH })).json()) as any).queues.map((x: any) => x.name), { timeout: 10_000, interval: 200 })
         .toEqual(expect.arrayContaining([boardName('images', 'b-2'), boardName('restores', 'b-2')]));
+      // The host view: each queue says whether its host is up and how old its oldest waiting job is.
+      const description = async () =>
+        ((await (await fetch(`${board.url}/api/queues`, { headers: AUTH })).json()) as any).queues.find((x: any) => x.name === boardName('images', 'b-2'))?.description as string | undefined;
+      await expect.poll(description, { timeout: 10_000, interval: 200 }).toMatch(/^images on b-2: host up \(seen \d+s ago\), (nothing waiting|oldest waiting \d+s)$/);
+      expect(await w2.stop()).toBe(0);
+      await expect.poll(description, { timeout: 10_000, interval: 200 }).toMatch(/^images on b-2: host down /);
     } finally {
-      await w2.stop();
+      await w2.kill();
       removeRoot(root2);
     }
   });
