@@ -17,7 +17,7 @@ import { BodyRejectedError, IndexCorruptError } from '../store/store-errors.js';
 import type { PullCoordinator } from '../lock/pull-coordinator.js';
 import { decidePull, type PolicyOptions, pullKey } from '../policy/pull-policy.js';
 import { ensureLayout } from '../store/blob-store.js';
-import { ensureReferenced, IndexReferences } from '../store/image-index.js';
+import { ensureReferenced, type IndexReferences } from '../store/image-index.js';
 import type { StorePaths } from '../store/paths.js';
 import { redactUrl } from '../lib/redact.js';
 import { formatBytes, formatDuration } from '../lib/units.js';
@@ -36,17 +36,9 @@ export interface EnsureDeps {
   policy?: PolicyOptions;
   userAgent?: string;
   /** Cache of the digests images.json references (one per store). */
-  references?: IndexReferences;
+  references: IndexReferences;
   /** The host's image credential store (FLEETQ_IMAGE_AUTH_FILE): headers for the URL's origin. */
   imageAuth?: ImageAuth | undefined;
-}
-
-const fallbackReferences = new WeakMap<StorePaths, IndexReferences>();
-function referencesOf(deps: EnsureDeps): IndexReferences {
-  if (deps.references) return deps.references;
-  let r = fallbackReferences.get(deps.paths);
-  if (!r) fallbackReferences.set(deps.paths, (r = new IndexReferences()));
-  return r;
 }
 
 /**
@@ -56,7 +48,7 @@ function referencesOf(deps: EnsureDeps): IndexReferences {
  */
 async function keepReferenced(deps: EnsureDeps, url: string, present: Present, log: JobLog): Promise<void> {
   try {
-    if (await referencesOf(deps).has(deps.paths, present.digest)) return;
+    if (await deps.references.has(deps.paths, present.digest)) return;
     if (await ensureReferenced(deps.paths, url, present.digest, present.size)) {
       log.info({ digest: present.digest }, 'pinned blob was not referenced by images.json: recorded it so cocoon gc keeps it');
     }

@@ -55,7 +55,7 @@ export async function checkSnapshotOverlay(opts: { paths: StorePaths; snapshotId
   const backing = resolve(dirname(overlay), raw);
   const expected = blobPath(opts.paths, opts.digest);
   if (await sameFile(backing, expected)) return { checked: true, overlay, backing };
-  const inStore = (await sameFile(dirname(backing), opts.paths.blobs)) || dirname(backing) === opts.paths.blobs;
+  const inStore = await sameFile(dirname(backing), opts.paths.blobs);
   throw new SnapshotBackingError(
     inStore
       ? `snapshot overlay ${overlay} is backed by ${backing}, but the snapshot records ${opts.digest} (${expected}); cocoon was not started`

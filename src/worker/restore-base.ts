@@ -20,7 +20,7 @@ import type { BaseEnsurer } from '../restore/restore-handler.js';
 import { BaseImageUnavailableError, SnapshotRecordError } from '../restore/restore-errors.js';
 import type { BaseImage } from '../restore/snapshot-base.js';
 import { type BlobInfo, statBlob } from '../store/blob-store.js';
-import { lookupUrl } from '../store/image-index.js';
+import { inspectStore } from '../ensure/inspect-store.js';
 import type { StorePaths } from '../store/paths.js';
 import { BlobMissingError } from '../store/store-errors.js';
 
@@ -35,9 +35,8 @@ export interface QueueEnsurerDeps {
 export async function baseOnDisk(paths: StorePaths, base: BaseImage, digestHint?: string): Promise<BlobInfo | undefined> {
   const digest = base.digest ?? digestHint;
   if (digest) return statBlob(paths, digest);
-  if (!base.url) return undefined;
-  const entry = await lookupUrl(paths, base.url);
-  return entry ? statBlob(paths, entry.content_sum, entry.size) : undefined;
+  // URL only: the same look an unpinned ensure-image takes (the URL's entry, its blob of the recorded size).
+  return base.url ? (await inspectStore(paths, base.url, undefined)).urlBlob : undefined;
 }
 
 export function imageQueueEnsurer(job: Job, token: string | undefined, deps: QueueEnsurerDeps): BaseEnsurer {

@@ -29,6 +29,7 @@ import { createImageProcessor } from './image-processor.js';
 import { startWorkerEndpoint } from '../metrics/metrics-server.js';
 import { CocoonCli } from '../restore/cocoon-cli.js';
 import { queueOptions } from '../queues/queue-options.js';
+import { IndexReferences } from '../store/image-index.js';
 
 export interface RunningWorker {
   /** Stop taking jobs, let running ones finish for up to `graceMs`, then abort them. */
@@ -69,6 +70,7 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
 
   const ensureDeps: EnsureDeps = {
     paths,
+    references: new IndexReferences(),
     dispatcher,
     coordinator,
     qemuImg: cfg.qemuImg,
