@@ -5,7 +5,7 @@
 import { Queue, Worker } from 'bullmq';
 import { errorMessage } from '../lib/errors.js';
 import { isRedisError, WorkerMetrics } from '../metrics/worker-metrics.js';
-import { DeadLetterRecorder } from '../ops/dead-letters.js';
+import { DeadLetterRecorder } from './dead-letter-recorder.js';
 import { announce, newInstanceId, withdraw } from '../registry/host-registry.js';
 import { registryKeys } from '../registry/keys.js';
 import type { Logger } from 'pino';
@@ -124,7 +124,7 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
   }
   // Dead letters: jobs that end in `failed` (retries exhausted or permanent), recorded when BullMQ reports them
   // (retried with backoff) and by a sweep of the failed sets (at start, every minute, soon after an error), so
-  // a Redis refusal (OOM) or a crash in between loses none. See ops/dead-letters.ts.
+  // a Redis refusal (OOM) or a crash in between loses none. See dead-letter-recorder.ts.
   const hostMetrics = metrics.forHost(cfg.host);
   const deadLetters = new DeadLetterRecorder({
     redis: lockRedis,
