@@ -24,6 +24,9 @@ VOLUME ["/var/lib/cocoon"]
 # The board (fleetq board --port 3000) and a worker's /metrics + /healthz (FLEETQ_METRICS_PORT=9464).
 EXPOSE 3000 9464
 STOPSIGNAL SIGTERM
+# `fleetq …` on PATH for every other command (bin/fleetq.js carries the worker Node flags in its shebang):
+#   docker compose run --rm worker-h1 fleetq enqueue …; the board's command is ["fleetq", "board", …].
+RUN ln -s /app/bin/fleetq.js /usr/local/bin/fleetq
+# The per-host worker (workers/host.worker.ts, configured from the environment; the same code as `fleetq worker`).
 # --max-semi-space-size=1: see src/worker/node-flags.ts
-ENTRYPOINT ["node", "--max-semi-space-size=1", "bin/fleetq.js"]
-CMD ["worker"]
+CMD ["node", "--max-semi-space-size=1", "dist/workers/host.worker.js"]

@@ -1,24 +1,22 @@
 /**
- * Container/systemd entrypoint: a worker for FLEETQ_HOST, configured from the
- * environment only. Same as `fleetq worker`.
+ * The per-host worker: consumes `images-{<host>}` and `restores-{<host>}` for
+ * FLEETQ_HOST, configured from the environment only (README, "Configuration").
+ * The image's CMD, docker-compose's worker services, `npm run worker` and
+ * systemd units run it as `node --max-semi-space-size=1 dist/workers/host.worker.js`
+ * (flag: src/worker/node-flags.ts). `fleetq worker` runs the same code
+ * (src/worker/host-worker.ts), with flags and ./var/fleetq.env on top.
+ * Exit codes as the CLI's: 2 for a bad setting, 1 when it cannot start,
+ * 0 after an orderly shutdown (SIGTERM/SIGINT).
  */
+import { EXIT } from '../src/cli/exit-codes.js';
 import { loadConfig } from '../src/config/load.js';
 import { ConfigError } from '../src/lib/errors.js';
-import { createLogger } from '../src/lib/log.js';
-import { onShutdown } from '../src/lib/shutdown.js';
-import { type RunningWorker, runWorker } from '../src/worker/run-worker.js';
+import { redactUrl } from '../src/lib/redact.js';
+import { startHostWorker } from '../src/worker/host-worker.js';
 
-let cfg;
 try {
-  cfg = loadConfig(process.env);
+  await startHostWorker(loadConfig());
 } catch (err) {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`fleetq: ${err.message}\n`);
-    process.exit(2);
-  }
-  throw err;
+  process.stderr.write(`fleetq: ${redactUrl((err as Error).message ?? String(err))}\n`);
+  process.exit(err instanceof ConfigError ? EXIT.USAGE : EXIT.FAILED);
 }
-const log = createLogger({ level: cfg.logLevel, host: cfg.host });
-let worker: RunningWorker | undefined;
-onShutdown(async () => worker?.close(), { log, hardExitMs: cfg.shutdownGraceMs + 20_000 });
-worker = await runWorker(cfg, log);

@@ -3,6 +3,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { NextFunction, Request, Response } from 'express';
 import type { Logger } from 'pino';
+import { type Config, ENV_VARS } from '../config/schema.js';
 import { LoginLimiter } from './login-limiter.js';
 
 export interface Credentials {
@@ -12,19 +13,23 @@ export interface Credentials {
   source: string;
 }
 
-/** From FLEETQ_BOARD_USER + FLEETQ_BOARD_PASSWORD or FLEETQ_BOARD_PASSWORD_FILE; undefined when none are set. */
-export function credentialsFromEnv(env: NodeJS.ProcessEnv = process.env): Credentials | undefined {
-  const user = env.FLEETQ_BOARD_USER || 'admin';
-  if (env.FLEETQ_BOARD_PASSWORD) return { user, password: env.FLEETQ_BOARD_PASSWORD, source: 'FLEETQ_BOARD_USER/FLEETQ_BOARD_PASSWORD' };
-  if (env.FLEETQ_BOARD_PASSWORD_FILE) {
+/** The board's credential settings (FLEETQ_BOARD_USER, FLEETQ_BOARD_PASSWORD, FLEETQ_BOARD_PASSWORD_FILE). */
+export type CredentialConfig = Pick<Config, 'boardUser' | 'boardPassword' | 'boardPasswordFile'>;
+
+/** From the password or the password file; undefined when neither is set. */
+export function credentialsFrom(cfg: CredentialConfig): Credentials | undefined {
+  const user = cfg.boardUser;
+  if (cfg.boardPassword) return { user, password: cfg.boardPassword, source: `${ENV_VARS.boardUser}/${ENV_VARS.boardPassword}` };
+  const file = cfg.boardPasswordFile;
+  if (file) {
     let password: string;
     try {
-      password = readFileSync(env.FLEETQ_BOARD_PASSWORD_FILE, 'utf8').trim();
+      password = readFileSync(file, 'utf8').trim();
     } catch (err) {
-      throw new Error(`FLEETQ_BOARD_PASSWORD_FILE: cannot read ${env.FLEETQ_BOARD_PASSWORD_FILE}: ${(err as Error).message}`);
+      throw new Error(`${ENV_VARS.boardPasswordFile}: cannot read ${file}: ${(err as Error).message}`);
     }
-    if (!password) throw new Error(`FLEETQ_BOARD_PASSWORD_FILE: ${env.FLEETQ_BOARD_PASSWORD_FILE} is empty`);
-    return { user, password, source: `FLEETQ_BOARD_PASSWORD_FILE (${env.FLEETQ_BOARD_PASSWORD_FILE})` };
+    if (!password) throw new Error(`${ENV_VARS.boardPasswordFile}: ${file} is empty`);
+    return { user, password, source: `${ENV_VARS.boardPasswordFile} (${file})` };
   }
   return undefined;
 }

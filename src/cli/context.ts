@@ -162,6 +162,16 @@ export function cliConfig(overrides: ConfigOverrides = {}): Config {
   return loadConfig(cliEnv(overrides), overrides);
 }
 
+/** Config from the environment and flags alone, ./var/fleetq.env left out (what `fleetq start` decides by). */
+export function envConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env): Config {
+  return loadConfig(env, overrides);
+}
+
+/** Is REDIS_URL set in the environment itself? Then `fleetq start` uses it and looks for no other Redis. */
+export function redisUrlInEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(env.REDIS_URL);
+}
+
 export interface QueueHandle {
   queue: Queue;
   events?: QueueEvents;

@@ -126,6 +126,18 @@ export const ConfigSchema = z.object({
   dlqMaxAgeMs: duration.pipe(z.number().min(60_000, 'must be at least 1m')).default(30 * 86_400_000),
   /** A host without a heartbeat this long is dropped from the registry (`fleetq hosts rm` drops one at once). */
   hostRetentionMs: duration.pipe(z.number().min(60_000, 'must be at least 1m')).default(7 * 86_400_000),
+  /** The board's basic-auth user. */
+  boardUser: z.string().min(1).default('admin'),
+  /** The board's basic-auth password (or boardPasswordFile; board/auth.ts reads the file). */
+  boardPassword: z.string().optional(),
+  boardPasswordFile: optionalPath,
+  /** Tests only: the port `fleetq start` probes for a local Redis before it starts its own (tests cannot stop the machine's 6379). */
+  embeddedProbePort: z.coerce.number({ error: 'must be a port number' }).int().min(1).max(65535).default(6379),
+  /** NO_COLOR (no-color.org): any non-empty value turns colours off in pretty logs. */
+  noColor: z
+    .union([z.boolean(), z.string()])
+    .default(false)
+    .transform((v) => v === true || (typeof v === 'string' && v !== '')),
 });
 
 export type Config = Readonly<z.output<typeof ConfigSchema>>;
@@ -171,9 +183,14 @@ export const ENV_VARS = {
   metricsBind: 'FLEETQ_METRICS_BIND',
   dlqMaxAgeMs: 'FLEETQ_DLQ_MAX_AGE',
   hostRetentionMs: 'FLEETQ_HOST_RETENTION',
+  boardUser: 'FLEETQ_BOARD_USER',
+  boardPassword: 'FLEETQ_BOARD_PASSWORD',
+  boardPasswordFile: 'FLEETQ_BOARD_PASSWORD_FILE',
+  embeddedProbePort: 'FLEETQ_EMBEDDED_PROBE_PORT',
+  noColor: 'NO_COLOR',
 } as const satisfies Record<keyof Config, string>;
 
-/** Variables read outside the schema (dashboard, secrets): still known, so compose files may set them. */
-export const EXTRA_ENV_VARS = ['FLEETQ_BOARD_USER', 'FLEETQ_BOARD_PASSWORD', 'FLEETQ_BOARD_PASSWORD_FILE', 'NODE_ENV'] as const;
+/** Variables fleetq itself does not read but its libraries do (express): still known, so compose files may set them. */
+export const EXTRA_ENV_VARS = ['NODE_ENV'] as const;
 
 export const KNOWN_ENV_VARS: ReadonlySet<string> = new Set<string>([...Object.values(ENV_VARS), ...EXTRA_ENV_VARS]);

@@ -97,20 +97,17 @@ export interface LoggerOptions {
   level: string;
   host?: string;
   name?: string;
-  /** Default: FLEETQ_LOG_FORMAT when it is json, pretty or auto; else auto. */
+  /** FLEETQ_LOG_FORMAT (config logFormat); default auto. */
   format?: LogFormat | undefined;
+  /** Colour pretty lines on a terminal (default true; NO_COLOR, config noColor, turns it off). */
+  color?: boolean | undefined;
 }
 
 /** json or pretty, for this format and this stream (auto: pretty on a terminal). */
 export function resolveLogFormat(format: LogFormat | undefined, stream: { isTTY?: boolean } = process.stdout): 'json' | 'pretty' {
-  const f = format ?? envFormat();
+  const f = format ?? 'auto';
   if (f === 'auto') return stream.isTTY ? 'pretty' : 'json';
   return f;
-}
-
-function envFormat(): LogFormat {
-  const v = process.env.FLEETQ_LOG_FORMAT;
-  return v === 'json' || v === 'pretty' || v === 'auto' ? v : 'auto';
 }
 
 /**
@@ -139,7 +136,7 @@ function prettyDestination(colorize: boolean): pino.DestinationStream {
 }
 
 export function createLogger(opts: LoggerOptions, destination?: pino.DestinationStream): Logger {
-  const dest = destination ?? (resolveLogFormat(opts.format) === 'pretty' ? prettyDestination(Boolean(process.stdout.isTTY) && !process.env.NO_COLOR) : undefined);
+  const dest = destination ?? (resolveLogFormat(opts.format) === 'pretty' ? prettyDestination(Boolean(process.stdout.isTTY) && opts.color !== false) : undefined);
   const logger = pino(
     {
       name: opts.name ?? 'fleetq',

@@ -1,15 +1,16 @@
 /**
  * Move a dead host's pending work to another host. Restores move alone (the
  * target's worker reads the snapshot there and ensures its own base; the old
- * image children are removed with them); stand-alone
- * ensure-image jobs are re-added with the same id. Re-running is safe: adding
+ * image children are removed with them); stand-alone ensure-image jobs are
+ * re-added with the same id, and with the target's deduplication id, so one
+ * that is already pending there takes them in. Both go through `resubmit`
+ * (payload validated, the job's attempts kept). Re-running is safe: adding
  * an existing id is a no-op and the source job is removed only afterwards.
  */
 import type { Job } from 'bullmq';
 import { ENSURE_IMAGE } from '../jobs/contracts/ensure-image.js';
-import { RESTORE, RestorePayload } from '../jobs/contracts/restore.js';
-import { enqueueRestore } from '../queues/enqueue-restore.js';
-import { defaultJobOptions } from '../queues/job-options.js';
+import { RESTORE } from '../jobs/contracts/restore.js';
+import { resubmit } from '../queues/resubmit.js';
 import type { Fleet } from './fleet.js';
 import type { UserState } from './job-filter.js';
 
@@ -49,12 +50,12 @@ export async function reroute(fleet: Fleet, from: string, to: string, states: Us
 }
 
 async function moveJob(fleet: Fleet, job: Job, kind: 'images' | 'restores', to: string): Promise<void> {
-  const retry = { attempts: job.opts.attempts ?? fleet.cfg.attempts, backoffMs: fleet.cfg.backoffMs };
-  if (kind === 'restores') {
-    await enqueueRestore(fleet.queue(to, 'restores').queue, RestorePayload.parse(job.data), { host: to, jobId: job.id!, priority: job.opts.priority, ...retry });
-    await job.remove({ removeChildren: true });
-  } else {
-    await fleet.queue(to, 'images').queue.add(job.name, job.data, { ...defaultJobOptions(retry), jobId: job.id!, priority: job.opts.priority });
-    await job.remove();
-  }
+  await resubmit(fleet.queue(to, kind).queue, job.name, job.data, {
+    host: to,
+    jobId: job.id!,
+    priority: job.opts.priority,
+    attempts: job.opts.attempts ?? fleet.cfg.attempts,
+    backoffMs: fleet.cfg.backoffMs,
+  });
+  await job.remove(kind === 'restores' ? { removeChildren: true } : undefined);
 }

@@ -7,12 +7,15 @@
  *     again and, if the base is still missing, adds a fresh image job (the
  *     board's Retry button keeps the old jobs and gets a fresh one through
  *     attemptsMade instead).
+ * A payload that breaks its job's contract is refused (InvalidInputError
+ * naming the field): it could only fail again.
  * The job's dead letter, if any, is removed once it is back in a queue.
  */
 import type { Job } from 'bullmq';
 import { RESTORE } from '../jobs/contracts/restore.js';
 import { imageChildIds } from '../queues/names.js';
-import { deadLetterId, removeDeadLetters } from './dead-letters.js';
+import { validatePayload } from '../queues/resubmit.js';
+import { deadLetterId, removeDeadLetters } from '../queues/dead-letter-store.js';
 import type { Fleet, QueueRef } from './fleet.js';
 
 export type RetryOutcome = { action: 'retried'; id: string; removedImageJobs?: string[] } | { action: 'skipped'; id: string; why: string };
@@ -27,6 +30,7 @@ export async function planRetry(job: Job): Promise<RetryOutcome> {
 export async function retryJob(fleet: Fleet, ref: QueueRef, job: Job): Promise<RetryOutcome> {
   const plan = await planRetry(job);
   if (plan.action === 'skipped') return plan;
+  validatePayload(job.name, job.data);
   const state = (await job.getState()) as 'failed' | 'completed';
   const removed: string[] = [];
   if (job.name === RESTORE) {

@@ -5,12 +5,10 @@
  * that blob is missing, adds an ensure-image child pinned to it
  * (`worker/restore-base.ts`).
  */
-import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
-import { parsePayload } from '../jobs/contracts/common.js';
-import { RESTORE, type RestoreInput, RestorePayload, targetVm } from '../jobs/contracts/restore.js';
+import { RESTORE, type RestoreInput, targetVm } from '../jobs/contracts/restore.js';
 import type { EnqueueOptions } from './enqueue-ensure-image.js';
-import { defaultJobOptions } from './job-options.js';
+import { jobSubmission } from './resubmit.js';
 
 export interface EnqueuedRestore {
   jobId: string;
@@ -24,12 +22,7 @@ export interface RestoreEnqueueOptions extends EnqueueOptions {
 
 /** `restores` is the host's restores queue (`restoreQueueName(host)`). */
 export async function enqueueRestore(restores: Queue, input: RestoreInput, opts: RestoreEnqueueOptions): Promise<EnqueuedRestore> {
-  const payload = parsePayload(RestorePayload, input, RESTORE);
-  const job = await restores.add(RESTORE, payload, {
-    ...defaultJobOptions(opts),
-    jobId: opts.jobId ?? randomUUID(),
-    priority: opts.priority,
-    delay: opts.delayMs,
-  });
-  return { jobId: job.id!, vm: targetVm(payload) };
+  const s = jobSubmission(RESTORE, input, opts);
+  const job = await restores.add(s.name, s.data, s.opts);
+  return { jobId: job.id!, vm: targetVm(s.data) };
 }

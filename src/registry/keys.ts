@@ -12,6 +12,6 @@ export const registryKeys = (prefix: string) => ({
   /** Dead letters: HASH id → JSON entry, ZSET id → failedAt. Entries older than FLEETQ_DLQ_MAX_AGE are dropped. */
   dlqEntries: `${prefix}:dlq:entries`,
   dlqIndex: `${prefix}:dlq:index`,
-  /** HASH queue name → ms: the dead-letter sweep's watermark per queue (ops/dead-letters.ts). */
+  /** HASH queue name → ms: the dead-letter sweep's watermark per queue (worker/dead-letter-recorder.ts). */
   dlqSwept: `${prefix}:dlq:swept`,
 });

@@ -1,9 +1,16 @@
-/** Real worker processes (`node bin/fleetq.js worker`), with their JSON logs captured. */
+/**
+ * Real worker processes (`node bin/fleetq.js worker`, or the per-host entry
+ * point `node dist/workers/host.worker.js` that the image runs), with their
+ * JSON logs captured.
+ */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { WORKER_NODE_FLAGS } from '../../src/worker/node-flags.js';
 
 export const BIN = fileURLToPath(new URL('../../bin/fleetq.js', import.meta.url));
+/** The per-host worker entry point, compiled (the image's CMD, `npm run worker`). */
+export const HOST_WORKER = fileURLToPath(new URL('../../dist/workers/host.worker.js', import.meta.url));
 
 export interface WorkerProcess {
   proc: ChildProcess;
@@ -37,10 +44,13 @@ function cleanEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv 
 export interface StartOptions {
   /** Run the worker as another user (util-linux setpriv; needs root): file modes then apply to it. */
   asUser?: { uid: number; gid: number };
+  /** `host`: run dist/workers/host.worker.js (environment only; `args` must be empty) instead of `fleetq worker`. */
+  entry?: 'cli' | 'host';
 }
 
 export async function startWorkerProcess(env: WorkerEnv, args: string[] = [], opts: StartOptions = {}): Promise<WorkerProcess> {
-  const argv = [BIN, 'worker', ...args];
+  if (opts.entry === 'host' && args.length) throw new Error('the host worker entry point takes no arguments: set variables instead');
+  const argv = opts.entry === 'host' ? [...WORKER_NODE_FLAGS, HOST_WORKER] : [BIN, 'worker', ...args];
   const [cmd, cmdArgs] = opts.asUser
     ? ['setpriv', [`--reuid=${opts.asUser.uid}`, `--regid=${opts.asUser.gid}`, '--clear-groups', process.execPath, ...argv]]
     : [process.execPath, argv];

@@ -12,7 +12,9 @@ import { FlowProducer, Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pullLockRedisKey } from '../../src/lock/keys.js';
-import { DeadLetterRecorder, recordDeadLetter, scanDeadLetters, TRIM_ON_RECORD } from '../../src/ops/dead-letters.js';
+import { scanDeadLetters } from '../../src/ops/dead-letters.js';
+import { recordDeadLetter, TRIM_ON_RECORD } from '../../src/worker/dead-letter-record.js';
+import { DeadLetterRecorder } from '../../src/worker/dead-letter-recorder.js';
 import { enqueueEnsureImage } from '../../src/queues/enqueue-ensure-image.js';
 import { enqueueRestore } from '../../src/queues/enqueue-restore.js';
 import {

@@ -14,12 +14,13 @@ import { freePort } from '../../src/lib/free-port.js';
 import { imageQueueName } from '../../src/queues/names.js';
 import { recordUrl } from '../../src/store/image-index.js';
 import { storePaths } from '../../src/store/paths.js';
-import { rawImage } from '../helpers/images.js';
+import { qcow2Image, rawImage } from '../helpers/images.js';
 import { queueClient } from '../helpers/queue.js';
 import { useTestRedis } from '../helpers/redis.js';
 import { assertConsistent, readIndexFile, removeRoot, storeState, tempRoot } from '../helpers/store.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
-import { BIN, startWorkerProcess } from '../helpers/worker-process.js';
+import { enqueueEnsureImage } from '../../src/queues/enqueue-ensure-image.js';
+import { BIN, HOST_WORKER, startWorkerProcess } from '../helpers/worker-process.js';
 
 const redis = useTestRedis();
 let upstream: Upstream;
@@ -86,6 +87,47 @@ describe('graceful shutdown', () => {
     expect(err.trim().split('\n')).toHaveLength(1);
   });
 });
+
+describe('the per-host entry point (dist/workers/host.worker.js: the image\'s CMD, npm run worker)', () => {
+  it('runs the same worker as `fleetq worker`: registers, pulls, and exits 0 on SIGTERM', async () => {
+    const root = tempRoot();
+    const q = await queueClient(redis.url, imageQueueName('h-entry'));
+    try {
+      const w = await startWorkerProcess({ REDIS_URL: redis.url, FLEETQ_HOST: 'h-entry', FLEETQ_ROOT: root }, [], { entry: 'host' });
+      expect(w.logs.find((l) => l.msg === 'worker started')).toMatchObject({ host: 'h-entry', queues: [imageQueueName('h-entry'), 'restores-{h-entry}'] });
+      const img = qcow2Image(4242);
+      const url = upstream.serve('/entry/img.raw', img.body);
+      const { jobId } = await enqueueEnsureImage(q.queue, { image: url, imageDigest: img.digest }, { host: 'h-entry', attempts: 1, backoffMs: 10 });
+      expect((await q.settle(jobId)).value).toMatchObject({ outcome: 'pulled' });
+      const hosts = await runHosts();
+      expect(hosts.find((h: { host: string }) => h.host === 'h-entry')).toMatchObject({ state: 'up' });
+      expect(await w.stop()).toBe(0);
+      expect(w.logs.at(-1)).toMatchObject({ msg: 'worker stopped' });
+    } finally {
+      await q.close();
+      removeRoot(root);
+    }
+  });
+
+  it('a bad configuration value: exit 2 and one line naming the variable', async () => {
+    const p = spawn(process.execPath, [HOST_WORKER], { env: { ...process.env, FLEETQ_LOCK_TTL: 'forever' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    p.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const [code] = await once(p, 'exit');
+    expect(code).toBe(2);
+    expect(err.trim()).toMatch(/^fleetq: invalid FLEETQ_LOCK_TTL \(got "forever"\): .*not a duration/);
+    expect(err.trim().split('\n')).toHaveLength(1);
+  });
+});
+
+async function runHosts(): Promise<Array<{ host: string; state: string }>> {
+  const p = spawn(process.execPath, [BIN, 'hosts', '--json'], { env: { PATH: process.env.PATH, REDIS_URL: redis.url }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const [code] = await once(p, 'close');
+  expect(code).toBe(0);
+  return JSON.parse(out);
+}
 
 describe('fleetq start: the embedded default', () => {
   it('with no REDIS_URL and nothing answering, starts its own redis-server under ./var/redis and a worker on it', async () => {

@@ -1,14 +1,9 @@
 /** `fleetq dlq ls|requeue|purge`: jobs whose retries are exhausted. */
-import { Job } from 'bullmq';
 import type { Command } from 'commander';
-import { RestorePayload } from '../../jobs/contracts/restore.js';
 import { formatDuration } from '../../lib/units.js';
-import { type DeadLetter, purgeDeadLetters, removeDeadLetters, scanDeadLetters } from '../../ops/dead-letters.js';
+import { type DeadLetter, purgeDeadLetters, requeueDeadLetter, scanDeadLetters } from '../../ops/dead-letters.js';
 import type { Fleet } from '../../ops/fleet.js';
 import { matches } from '../../ops/job-filter.js';
-import { retryJob } from '../../ops/retry-job.js';
-import { enqueueRestore } from '../../queues/enqueue-restore.js';
-import { defaultJobOptions } from '../../queues/job-options.js';
 import { ago, printJson, printLine, printTable, progressBar } from '../output.js';
 import { addFilterFlags, type FilterFlags, hostList, toFilter, withFleet } from '../fleet-command.js';
 import { addConfirmFlags, confirm, type ConfirmFlags } from '../confirm.js';
@@ -27,33 +22,6 @@ async function collect(fleet: Fleet, f: FilterFlags): Promise<DeadLetter[]> {
     if (f.limit && out.length >= f.limit) break;
   }
   return out;
-}
-
-/** Put a dead letter back: retry the original job if it still exists, else re-add it . */
-async function requeue(fleet: Fleet, d: DeadLetter, all: Set<string>): Promise<string> {
-  if (d.parent && all.has(`${d.parent.queue}/${d.parent.id}`)) return 'skipped: requeued with its restore';
-  const ref = fleet.queue(d.host, d.queueKind);
-  const job = await Job.fromId(ref.queue, d.originalId);
-  if (job && (await job.getState()) === 'failed') {
-    if (job.parent?.id) {
-      await removeDeadLetters(fleet.redis, fleet.cfg.prefix, [d.id]);
-      return 'skipped: part of a restore (requeue or retry the restore)';
-    }
-    const r = await retryJob(fleet, ref, job);
-    return r.action === 'skipped' ? `skipped: ${r.why}` : 'retried';
-  }
-  if (job) {
-    await removeDeadLetters(fleet.redis, fleet.cfg.prefix, [d.id]);
-    return `skipped: job is ${await job.getState()} already`;
-  }
-  const retry = { attempts: fleet.cfg.attempts, backoffMs: fleet.cfg.backoffMs };
-  if (d.queueKind === 'restores') {
-    await enqueueRestore(ref.queue, RestorePayload.parse(d.data), { host: d.host, jobId: d.originalId, ...retry });
-  } else {
-    await ref.queue.add(d.name, d.data, { ...defaultJobOptions(retry), jobId: d.originalId });
-  }
-  await removeDeadLetters(fleet.redis, fleet.cfg.prefix, [d.id]);
-  return 're-added';
 }
 
 export function registerDlq(program: Command): void {
@@ -82,7 +50,7 @@ export function registerDlq(program: Command): void {
         for (const d of rows) {
           let result: string;
           try {
-            result = f.dryRun ? (d.parent && ids.has(`${d.parent.queue}/${d.parent.id}`) ? 'would skip: requeued with its restore' : 'would requeue') : await requeue(fleet, d, ids);
+            result = f.dryRun ? (d.parent && ids.has(`${d.parent.queue}/${d.parent.id}`) ? 'would skip: requeued with its restore' : 'would requeue') : await requeueDeadLetter(fleet, d, ids);
           } catch (err) {
             errors++;
             result = `error: ${(err as Error).message}`;

@@ -4,8 +4,7 @@ import type { Command } from 'commander';
 import { parsePayload } from '../../jobs/contracts/common.js';
 import { ENSURE_IMAGE, EnsureImagePayload } from '../../jobs/contracts/ensure-image.js';
 import { formatDuration, parseDuration } from '../../lib/units.js';
-import { enqueueEnsureImage } from '../../queues/enqueue-ensure-image.js';
-import { defaultJobOptions } from '../../queues/job-options.js';
+import { jobSubmission, resubmit } from '../../queues/resubmit.js';
 import { printJson, printLine } from '../output.js';
 import { hostList, withFleet } from '../fleet-command.js';
 import { flagParser, UsageError } from '../usage-error.js';
@@ -38,18 +37,16 @@ export function registerPrewarm(program: Command): void {
         const out = [];
         for (const host of hosts) {
           const { queue } = fleet.queue(host, 'images');
+          const submit = { host, attempts: fleet.cfg.attempts, backoffMs: fleet.cfg.backoffMs, priority: PREWARM_PRIORITY };
           if (opts.cancel) {
             out.push({ host, schedulerId, removed: await queue.removeJobScheduler(schedulerId) });
           } else if (opts.every) {
-            await queue.upsertJobScheduler(schedulerId, { every: opts.every }, {
-              name: ENSURE_IMAGE,
-              data: payload,
-              opts: { ...defaultJobOptions(fleet.cfg), priority: PREWARM_PRIORITY },
-            });
+            // A scheduler's template takes no job id, delay or deduplication (BullMQ): each run is a new job.
+            const { data, opts: { jobId: _id, delay: _delay, deduplication: _dedup, ...template } } = jobSubmission(ENSURE_IMAGE, payload, submit);
+            await queue.upsertJobScheduler(schedulerId, { every: opts.every }, { name: ENSURE_IMAGE, data, opts: template });
             out.push({ host, schedulerId, every: opts.every });
           } else {
-            const r = await enqueueEnsureImage(queue, payload, { host, attempts: fleet.cfg.attempts, backoffMs: fleet.cfg.backoffMs, priority: PREWARM_PRIORITY });
-            out.push({ host, ...r });
+            out.push({ host, ...(await resubmit(queue, ENSURE_IMAGE, payload, submit)) });
           }
         }
         if (opts.json) return printJson(out);

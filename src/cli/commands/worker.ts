@@ -11,15 +11,14 @@ import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Redis } from 'ioredis';
-import { loadConfig, type ConfigOverrides } from '../../config/load.js';
-import { createLogger } from '../../lib/log.js';
+import type { ConfigOverrides } from '../../config/load.js';
 import { redactUrl } from '../../lib/redact.js';
-import { onShutdown, sleep } from '../../lib/shutdown.js';
+import { sleep } from '../../lib/shutdown.js';
 import { RedisServerMissingError, redisAnswers, startRedisServer, type RedisServer } from '../../redis/redis-server.js';
-import { type RunningWorker, runWorker } from '../../worker/run-worker.js';
-import { checkLocalState, cliConfig, type LocalState, LOCAL_STATE_SHOWN, localStatePath, removeLocalState, writeLocalState } from '../context.js';
+import { startHostWorker } from '../../worker/host-worker.js';
+import { checkLocalState, cliConfig, envConfig, type LocalState, LOCAL_STATE_SHOWN, localStatePath, redisUrlInEnv, removeLocalState, writeLocalState } from '../context.js';
 import type { RunningBoard } from '../../board/server.js';
-import { launchBoard, localCredentials, portFlag } from './board.js';
+import { launchBoard, localCredentials, portFlag } from '../board-launch.js';
 import { hostFlag } from '../flags.js';
 import { positiveIntFlag, UsageError } from '../usage-error.js';
 
@@ -45,22 +44,9 @@ interface StartRedis {
 
 async function startWorker(flags: WorkerFlags, redis?: StartRedis, boardPort?: number): Promise<void> {
   const cfg = cliConfig({ ...overrides(flags), redisUrl: redis?.url });
-  const log = createLogger({ level: cfg.logLevel, host: cfg.host });
   const statePath = localStatePath();
   const embedded = redis?.embedded;
-  // Handlers first: a SIGTERM during start-up must still end in an orderly exit.
-  let worker: RunningWorker | undefined;
   let board: RunningBoard | undefined;
-  onShutdown(
-    async () => {
-      if (redis) redis.stopping = true;
-      await board?.close();
-      await worker?.close();
-      if (redis?.url) removeLocalState(statePath);
-      await embedded?.stop();
-    },
-    { log, hardExitMs: cfg.shutdownGraceMs + 20_000 },
-  );
   // Nothing works without the embedded Redis: if it dies, say so, drop the state file and stop.
   embedded?.process.once('exit', (code, signal) => {
     if (redis?.stopping) return;
@@ -68,7 +54,16 @@ async function startWorker(flags: WorkerFlags, redis?: StartRedis, boardPort?: n
     process.stderr.write(`fleetq: the embedded redis-server exited (${signal ?? `code ${code}`}): stopping\n`);
     process.exit(1);
   });
-  worker = await runWorker(cfg, log);
+  const { log } = await startHostWorker(cfg, {
+    beforeStop: async () => {
+      if (redis) redis.stopping = true;
+      await board?.close();
+    },
+    afterStop: async () => {
+      if (redis?.url) removeLocalState(statePath);
+      await embedded?.stop();
+    },
+  });
   if (redis) {
     if (redis.url) {
       writeLocalState(statePath, { redisUrl: redis.url, host: cfg.host, pid: process.pid, redisPid: embedded?.process.pid });
@@ -78,7 +73,7 @@ async function startWorker(flags: WorkerFlags, redis?: StartRedis, boardPort?: n
     }
   }
   if (boardPort !== undefined) {
-    const creds = localCredentials();
+    const creds = localCredentials(cfg);
     try {
       board = await launchBoard(cfg, { port: boardPort, bind: '127.0.0.1', auth: true }, creds, log);
       if (creds.source.startsWith('a password generated')) process.stderr.write(`fleetq: board login: ${creds.user} / ${creds.password}\n`);
@@ -125,7 +120,7 @@ function sameDir(a: string, b: string): boolean {
 }
 
 /** Decide where `fleetq start` gets its Redis when REDIS_URL is not set. */
-async function chooseRedis(): Promise<StartRedis> {
+async function chooseRedis(probePort: number): Promise<StartRedis> {
   const check = checkLocalState(localStatePath(), { ping: false });
   if (check.status === 'usable') {
     throw new UsageError(
@@ -134,8 +129,6 @@ async function chooseRedis(): Promise<StartRedis> {
   }
   const redisDir = resolve('var/redis');
   if (check.status === 'stale') await retireStaleState(check.state, redisDir);
-  // FLEETQ_EMBEDDED_PROBE_PORT exists for tests only (they cannot stop the machine's Redis on 6379).
-  const probePort = Number(process.env.FLEETQ_EMBEDDED_PROBE_PORT ?? 6379);
   if (await redisAnswers('127.0.0.1', probePort)) return { url: `redis://127.0.0.1:${probePort}` };
   let embedded: RedisServer;
   try {
@@ -175,8 +168,9 @@ export function registerWorker(program: Command): void {
     .option('--board-port <n>', 'port of the dashboard started next to the worker', portFlag, 3000)
     .option('--no-board', 'do not start the dashboard')
     .action(async (flags: WorkerFlags & { boardPort: number; board: boolean }) => {
-      loadConfig(process.env, overrides(flags)); // validate before starting anything
-      const redis: StartRedis = process.env.REDIS_URL ? {} : await chooseRedis();
+      const cfg = envConfig(overrides(flags)); // validate before starting anything
+      // FLEETQ_EMBEDDED_PROBE_PORT (default 6379) exists for tests only: they cannot stop the machine's Redis on 6379.
+      const redis: StartRedis = redisUrlInEnv() ? {} : await chooseRedis(cfg.embeddedProbePort);
       try {
         await startWorker(flags, redis, flags.board ? flags.boardPort : undefined);
       } catch (err) {

@@ -45,11 +45,15 @@ const compose = parse(text, { merge: true }) as {
 };
 const services = Object.entries(compose.services);
 const byDefault = services.filter(([, s]) => !s.profiles?.length);
-/** Services that run fleetq (the image's entrypoint is bin/fleetq.js; the command is the verb). */
-const fleetq = services.filter(([, s]) => s.command?.[0] === 'worker' || s.command?.[0] === 'board');
-const workers = fleetq.filter(([, s]) => s.command![0] === 'worker');
+/** The per-host worker entry point (workers/host.worker.ts), as the image's CMD runs it. */
+const WORKER_CMD = ['node', ...WORKER_NODE_FLAGS, 'dist/workers/host.worker.js'];
+const isWorker = (s: Service) => s.command?.join(' ') === WORKER_CMD.join(' ');
+const isBoard = (s: Service) => s.command?.[0] === 'fleetq' && s.command[1] === 'board';
+/** Services that run fleetq: the worker entry point, or `fleetq board`. */
+const fleetq = services.filter(([, s]) => isWorker(s) || isBoard(s));
+const workers = fleetq.filter(([, s]) => isWorker(s));
 const demoWorkers = workers.filter(([, s]) => !s.profiles?.length);
-const board = fleetq.find(([, s]) => s.command![0] === 'board');
+const board = fleetq.find(([, s]) => isBoard(s));
 const hostWorker = workers.find(([, s]) => s.profiles?.includes('host'));
 
 /** Compose's interpolation, for the forms this file uses: ${VAR}, ${VAR:-default}, ${VAR-default}; $$ is a literal $. */
@@ -241,11 +245,11 @@ describe('docker-compose.yml: a worker with the host\'s cocoon', () => {
 describe('the image', () => {
   it('every way of starting a worker uses the worker Node flags', () => {
     const flags = WORKER_NODE_FLAGS.join(' ');
-    expect(readFileSync(new URL('Dockerfile', root), 'utf8')).toContain(`ENTRYPOINT ["node", ${WORKER_NODE_FLAGS.map((f) => JSON.stringify(f)).join(', ')}, "bin/fleetq.js"]`);
+    expect(readFileSync(new URL('Dockerfile', root), 'utf8')).toContain(`CMD [${WORKER_CMD.map((f) => JSON.stringify(f)).join(', ')}]`);
     expect(readFileSync(new URL('bin/fleetq.js', root), 'utf8').split('\n')[0]).toBe(`#!/usr/bin/env -S node ${flags}`);
     const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8'));
     expect(pkg.scripts.start).toBe(`node ${flags} bin/fleetq.js start`);
-    expect(pkg.scripts.worker).toBe(`node ${flags} bin/fleetq.js worker`);
+    expect(pkg.scripts.worker).toBe(`node ${flags} dist/workers/host.worker.js`);
   });
 
   it('the Dockerfile installs what the worker shells out to, and copies only what exists', () => {

@@ -5,6 +5,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { lazyChild } from '../../../src/lib/lazy-log.js';
+import { loadConfig } from '../../../src/config/load.js';
 import { createLogger, resolveLogFormat } from '../../../src/lib/log.js';
 
 function capture() {
@@ -93,18 +94,13 @@ describe('FLEETQ_LOG_FORMAT', () => {
     expect(resolveLogFormat('pretty', { isTTY: false })).toBe('pretty');
   });
 
-  it('unset: the FLEETQ_LOG_FORMAT variable, else auto', () => {
-    const saved = process.env.FLEETQ_LOG_FORMAT;
-    try {
-      process.env.FLEETQ_LOG_FORMAT = 'pretty';
-      expect(resolveLogFormat(undefined, { isTTY: false })).toBe('pretty');
-      process.env.FLEETQ_LOG_FORMAT = 'nonsense';
-      expect(resolveLogFormat(undefined, { isTTY: true })).toBe('pretty');
-      delete process.env.FLEETQ_LOG_FORMAT;
-      expect(resolveLogFormat(undefined, { isTTY: false })).toBe('json');
-    } finally {
-      if (saved === undefined) delete process.env.FLEETQ_LOG_FORMAT;
-      else process.env.FLEETQ_LOG_FORMAT = saved;
-    }
+  it('unset: auto; the FLEETQ_LOG_FORMAT variable reaches the logger through the config only', () => {
+    expect(resolveLogFormat(undefined, { isTTY: false })).toBe('json');
+    expect(resolveLogFormat(undefined, { isTTY: true })).toBe('pretty');
+    expect(loadConfig({ FLEETQ_LOG_FORMAT: 'pretty' }).logFormat).toBe('pretty');
+    expect(loadConfig({}).logFormat).toBe('auto');
+    expect(() => loadConfig({ FLEETQ_LOG_FORMAT: 'nonsense' })).toThrow(/^invalid FLEETQ_LOG_FORMAT \(got "nonsense"\): must be json, pretty or auto$/);
+    expect(loadConfig({ NO_COLOR: '1' }).noColor).toBe(true);
+    expect(loadConfig({}).noColor).toBe(false);
   });
 });
