@@ -31,6 +31,7 @@ import { useTestRedis } from '../helpers/redis.js';
 import { assertConsistent, plantBlob, plantIndexEntry, readIndexFile, removeRoot, storeState, tempRoot } from '../helpers/store.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { runCli, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.js';
+import { waitFor } from '../helpers/wait.js';
 
 const redis = useTestRedis();
 let upstream: Upstream;
@@ -540,7 +541,7 @@ describe('shutdown during a restore', () => {
     const w1 = await startWorkerProcess(h.base);
     const { jobId } = await h.restore({ kind: 'clone', snapshot: 'golden', name: 'vm-sd' });
     await w1.waitForLog((l) => l.msg === 'running cocoon vm clone');
-    const clonePid = await waitFor(() => cocoonCalls(h.root).find((c) => c.argv[1] === 'clone')?.pid);
+    const clonePid = await waitFor('the clone call in the fake cocoon\'s log', () => cocoonCalls(h.root).find((c) => c.argv[1] === 'clone')?.pid, { intervalMs: 20 });
     expect(await w1.stop()).toBe(0);
     expect(() => process.kill(clonePid, 0)).toThrow(); // the subprocess is gone
     expect(readVm(h.root, 'vm-sd')).toBeUndefined(); // cocoon removed its reservation: nothing half-done
@@ -589,15 +590,5 @@ describe('CLI: fleetq enqueue restore', () => {
     expect(r.stderr).toMatch(message);
   });
 });
-
-async function waitFor<T>(fn: () => T | undefined, timeoutMs = 10_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 void rmSync;
