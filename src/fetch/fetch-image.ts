@@ -135,6 +135,8 @@ export async function fetchImage(opts: FetchImageOptions): Promise<ImageResponse
       opts.onProgress?.(progressReport(bytes, declaredLength ?? bytes, Date.now() - started));
     } catch (err) {
       body.destroy();
+      // undici reports a server's close before Content-Length bytes as a socket error ("other side closed"): a cut body.
+      if (declaredLength !== null && bytes < declaredLength && (err as { code?: string }).code === 'UND_ERR_SOCKET') throw new TruncatedBodyError(`body of ${shownUrl} ended after ${bytes} of ${declaredLength} bytes`, { cause: err });
       throw classify(err);
     } finally {
       if (watchdog) clearInterval(watchdog);

@@ -2,8 +2,9 @@
  * The dashboard in a real browser: headless Chromium (Debian's) driven by
  * playwright-core. Loads the board with credentials, sees two hosts' queues
  * and a failed job's reason, retries it from the UI (through the board's CSRF
- * check: the UI echoes the XSRF-TOKEN cookie), and gets 401 without
- * credentials. With every non-loopback request blocked, the page makes none
+ * check: the UI echoes the XSRF-TOKEN cookie), and gets the Basic challenge
+ * (401, WWW-Authenticate; the API refuses too) without credentials or with
+ * wrong ones. With every non-loopback request blocked, the page makes none
  * and still renders (no font CDN; the CSP is not violated). A screenshot is
  * kept in test-artifacts/ (not committed).
  */
@@ -87,15 +88,31 @@ async function offline(ctx: BrowserContext, page: Page) {
 }
 
 describe('the board in Chromium', () => {
-  it('without credentials the browser gets 401', async () => {
-    const ctx = await browser.newContext();
-    const page = await ctx.newPage();
-    const response = page.waitForResponse((r) => r.url() === `${board.url}/`);
-    // Chromium turns an unanswerable auth challenge into a navigation error; the response is what counts.
-    await page.goto(`${board.url}/`).catch(() => undefined);
-    expect((await response).status()).toBe(401);
-    expect(await page.getByText(queueName('images', 'web-1')).count()).toBe(0);
-    await ctx.close();
+  it('without credentials (or with wrong ones) the browser gets the Basic challenge, loads nothing of the board, and the API refuses too', async () => {
+    for (const httpCredentials of [undefined, { username: 'oncall', password: 'wrong-pass' }]) {
+      const ctx = await browser.newContext(httpCredentials ? { httpCredentials } : {});
+      const page = await ctx.newPage();
+      const requests: string[] = [];
+      page.on('request', (r) => requests.push(new URL(r.url()).pathname));
+      const response = page.waitForResponse((r) => r.url() === `${board.url}/`);
+      // Chromium turns an unanswerable auth challenge into a navigation error; the response is what counts.
+      await page.goto(`${board.url}/`).catch(() => undefined);
+      const r = await response;
+      expect(r.status()).toBe(401);
+      // A challenge the browser can answer (its login prompt), not an error page of the app.
+      expect(r.headers()['www-authenticate']).toMatch(/^Basic realm="fleetq"/);
+      expect(r.headers()['content-type']).toMatch(/^text\/plain/);
+      // The page never got as far as the board's scripts or its API.
+      expect(requests.filter((p) => p.startsWith('/static/') || p.startsWith('/api/'))).toEqual([]);
+      // The API answers the same browser the same way (it sends the context's credentials, if any).
+      for (const path of ['/api/queues', `/api/queues/${encodeURIComponent(boardName('images', 'web-1'))}/${failedId}`]) {
+        const api = await ctx.request.get(`${board.url}${path}`);
+        expect(api.status(), path).toBe(401);
+        expect(api.headers()['www-authenticate']).toMatch(/^Basic realm="fleetq"/);
+        expect((await api.text()).trim()).toBe('authentication required');
+      }
+      await ctx.close();
+    }
   });
 
   it('with credentials: both hosts\' queues, the failed job\'s reason, retry from the UI', async () => {

@@ -19,6 +19,7 @@ import { useTestRedis } from '../helpers/redis.js';
 import { assertConsistent, readIndexFile, removeRoot, storeState, tempRoot } from '../helpers/store.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { startWorkerProcess } from '../helpers/worker-process.js';
+import { waitFor } from '../helpers/wait.js';
 
 const redis = useTestRedis();
 let upstream: Upstream;
@@ -35,21 +36,8 @@ async function holdIndexLock(root: string): Promise<ChildProcess> {
   mkdirSync(p.db, { recursive: true });
   const holder = spawn('flock', ['--exclusive', p.indexLock, 'sleep', '60'], { stdio: 'ignore', detached: true });
   // Held once a non-blocking attempt from here fails.
-  for (;;) {
-    const probe = spawnSync('flock', ['--nonblock', '--conflict-exit-code', '75', p.indexLock, 'true']);
-    if (probe.status === 75) return holder;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-async function until<T>(fn: () => T | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await waitFor(`flock to hold ${p.indexLock}`, () => spawnSync('flock', ['--nonblock', '--conflict-exit-code', '75', p.indexLock, 'true']).status === 75, { intervalMs: 20 });
+  return holder;
 }
 
 describe('commit under cocoon\'s images.lock', () => {
@@ -65,7 +53,7 @@ describe('commit under cocoon\'s images.lock', () => {
       const { jobId } = await enqueueEnsureImage(images.queue, { image: url, imageDigest: img.digest }, { host: id, attempts: 1, backoffMs: 10 });
       const p = storePaths(root);
       // The download is complete in temp/ (full size) while the commit waits for the lock.
-      await until(() => readdirSync(p.temp).some((n) => n.startsWith('pull-') && statSync(join(p.temp, n)).size === img.body.length));
+      await waitFor('the whole body in a temp file', () => readdirSync(p.temp).some((n) => n.startsWith('pull-') && statSync(join(p.temp, n)).size === img.body.length), { timeoutMs: 15_000, intervalMs: 20 });
       expect(storeState(root).blobs).toEqual([]);
       expect(readIndexFile(root).images).toEqual({});
       const gc = await runFakeCocoon(['gc', ...cocoonGlobalArgs(root)]);

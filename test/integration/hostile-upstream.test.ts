@@ -22,6 +22,7 @@ import { useTestRedis } from '../helpers/redis.js';
 import { assertConsistent, readIndexFile, removeRoot, storeState, tempRoot } from '../helpers/store.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { runCli, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.js';
+import { waitFor } from '../helpers/wait.js';
 
 const redis = useTestRedis();
 let upstream: Upstream;
@@ -185,7 +186,7 @@ describe('3. a leader that lost its lock cannot re-point the URL', () => {
       try {
         // The lock expires (no refresh while stopped) — watched in Redis, not slept on.
         const lockKey = pullLockRedisKey('fleetq', id, { kind: 'url', value: url }); // fleetq:mutex:pull-lock:…
-        while ((await conn.exists(lockKey)) === 1) await new Promise((r) => setTimeout(r, 50));
+        await waitFor(`${lockKey} to expire`, async () => (await conn.exists(lockKey)) === 0, { timeoutMs: 30_000 });
         upstream.serve(path, next.body); // the tag is re-pushed
         const job2 = await a.ensure(url, undefined, { force: true });
         // The live worker pulls the new digest — for job 2, or (when BullMQ's stalled check has already handed it

@@ -14,6 +14,7 @@ import { queueClient, type QueueClient } from '../helpers/queue.js';
 import { useTestRedis } from '../helpers/redis.js';
 import { removeRoot, tempRoot } from '../helpers/store.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
+import { waitFor } from '../helpers/wait.js';
 import { runCli, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.js';
 
 const redis = useTestRedis();
@@ -91,85 +92,113 @@ describe('hosts', () => {
 });
 
 describe('retry tooling after an incident', () => {
-  let failedImageIds: string[] = [];
-  let failedRestoreId: string;
+  let incidents = 0;
 
-  beforeAll(async () => {
-    // An upstream that 500s: two ensure-image jobs exhaust their attempts.
-    const imgs = [freshImage(), freshImage()];
-    for (const [i, img] of imgs.entries()) {
-      upstream.serve(`/incident/${i}`, img.body, { faults: [{ kind: 'status', status: 500 }, { kind: 'status', status: 500 }] });
-      const { jobId } = await enqueueEnsureImage(hosts['ops-a']!.images.queue, { image: upstream.url(`/incident/${i}`), imageDigest: img.digest }, { host: 'ops-a', attempts: 2, backoffMs: 20 });
-      failedImageIds.push(jobId);
+  /**
+   * An incident of the calling test's own, so that every test here passes alone
+   * and in any order: `images` ensure-image jobs on ops-a that exhaust their
+   * attempts on HTTP 500, and (with `restore`) a clone on ops-b that fails
+   * permanently in cocoon's network step. Every failed reason contains `marker`
+   * (a path segment), so filters can select this incident and nothing else.
+   * Returns once the failures are dead-lettered.
+   */
+  async function incident(o: { images?: number; restore?: boolean }) {
+    const marker = `incident-${++incidents}/`;
+    const imageIds: string[] = [];
+    for (let i = 0; i < (o.images ?? 0); i++) {
+      const img = freshImage();
+      const path = `/${marker}${i}`;
+      upstream.serve(path, img.body, { faults: [{ kind: 'status', status: 500 }, { kind: 'status', status: 500 }] });
+      imageIds.push((await enqueueEnsureImage(hosts['ops-a']!.images.queue, { image: upstream.url(path), imageDigest: img.digest }, { host: 'ops-a', attempts: 2, backoffMs: 20 })).jobId);
     }
-    // A fake cocoon that fails: one restore fails permanently in the cocoon step.
-    const img = freshImage();
-    const url = upstream.serve('/incident/restore', img.body);
-    plantSnapshot(hosts['ops-b']!.root, { name: 'golden', image: url, imageDigest: img.digest });
-    setCocoonFault(hosts['ops-b']!.root, { only: 'clone', at: 'network', message: 'no conflist found in /etc/cni/net.d' });
-    const r = await enqueueRestore(hosts['ops-b']!.restores.queue, { kind: 'clone', snapshot: 'golden', name: 'vm-incident' }, { host: 'ops-b', attempts: 2, backoffMs: 20 });
-    failedRestoreId = r.jobId;
-    for (const id of failedImageIds) expect((await hosts['ops-a']!.images.settle(id)).state).toBe('failed');
-    expect((await hosts['ops-b']!.restores.settle(failedRestoreId)).state).toBe('failed');
-  });
+    let restoreId: string | undefined;
+    if (o.restore) {
+      const b = hosts['ops-b']!;
+      const img = freshImage();
+      const url = upstream.serve(`/${marker}restore`, img.body);
+      const name = marker.replace('/', '');
+      plantSnapshot(b.root, { name: `golden-${name}`, image: url, imageDigest: img.digest });
+      setCocoonFault(b.root, { only: 'clone', at: 'network', message: `no conflist found in /etc/cni/${marker}net.d` });
+      try {
+        restoreId = (await enqueueRestore(b.restores.queue, { kind: 'clone', snapshot: `golden-${name}`, name: `vm-${name}` }, { host: 'ops-b', attempts: 2, backoffMs: 20 })).jobId;
+        expect((await b.restores.settle(restoreId)).state).toBe('failed');
+      } finally {
+        setCocoonFault(b.root, undefined);
+      }
+    }
+    for (const id of imageIds) expect((await hosts['ops-a']!.images.settle(id)).state).toBe('failed');
+    const dead = [...imageIds, ...(restoreId ? [restoreId] : [])];
+    // Dead letters are recorded just after the failure: wait for them, so that nothing changes under a test.
+    await waitFor(`dead letters for ${dead.join(', ')}`, async () => {
+      const ids = (await cliJson('dlq', 'ls')).map((d: { originalId: string }) => d.originalId);
+      return dead.every((id) => ids.includes(id));
+    }, { timeoutMs: 20_000, intervalMs: 250 });
+    return { marker, imageIds, restoreId: restoreId! };
+  }
 
   it('jobs ls finds them by state, reason and queue; jobs show explains one', async () => {
-    const byReason = await cliJson('jobs', 'ls', '--state', 'failed', '--reason', 'HTTP 500');
-    expect(byReason.map((j: any) => j.id).sort()).toEqual([...failedImageIds].sort());
+    const { marker, imageIds, restoreId } = await incident({ images: 2, restore: true });
+    const byReason = await cliJson('jobs', 'ls', '--state', 'failed', '--reason', `${marker}.*HTTP 500`);
+    expect(byReason.map((j: any) => j.id).sort()).toEqual([...imageIds].sort());
     expect(byReason[0]).toMatchObject({ host: 'ops-a', queue: 'images', name: 'ensure-image', attempts: '2/2' });
     const restores = await cliJson('jobs', 'ls', '--queue', 'restores', '--host', 'ops-b');
-    expect(restores.map((j: any) => j.id)).toEqual([failedRestoreId]);
-    expect(await cliJson('jobs', 'ls', '--reason', 'HTTP 500', '--limit', '1')).toHaveLength(1);
-    expect(await cliJson('jobs', 'ls', '--reason', 'HTTP 500', '--since', '1ms')).toHaveLength(0);
+    expect(restores.map((j: any) => j.id)).toContain(restoreId);
+    for (const j of restores) expect(j).toMatchObject({ host: 'ops-b', queue: 'restores', name: 'restore' });
+    expect(await cliJson('jobs', 'ls', '--reason', marker, '--limit', '1')).toHaveLength(1);
+    expect(await cliJson('jobs', 'ls', '--reason', marker, '--since', '1ms')).toHaveLength(0);
 
-    const show = await cliJson('jobs', 'show', failedRestoreId);
-    expect(show).toMatchObject({ id: failedRestoreId, host: 'ops-b', state: 'failed', name: 'restore', attemptsMade: 1 });
+    const show = await cliJson('jobs', 'show', restoreId);
+    expect(show).toMatchObject({ id: restoreId, host: 'ops-b', state: 'failed', name: 'restore', attemptsMade: 1 });
     expect(show.failedReason).toMatch(/E_COCOON_NETWORK/);
-    expect(show.logs.join('\n')).toMatch(/\[cocoon stderr\] Error: init network: no conflist found/);
+    expect(show.logs.join('\n')).toContain(`[cocoon stderr] Error: init network: no conflist found in /etc/cni/${marker}net.d`);
   });
 
   it('jobs whose retries are exhausted are dead-lettered with host, queue, original id, payload and reason', async () => {
+    const { marker, imageIds, restoreId } = await incident({ images: 1, restore: true });
     const dlq = await cliJson('dlq', 'ls');
-    const ids = dlq.map((d: any) => d.originalId);
-    expect(ids).toEqual(expect.arrayContaining([...failedImageIds, failedRestoreId]));
-    const one = dlq.find((d: any) => d.originalId === failedImageIds[0]);
+    const one = dlq.find((d: any) => d.originalId === imageIds[0]);
     expect(one).toMatchObject({ host: 'ops-a', queue: imageQueueName('ops-a'), queueKind: 'images', name: 'ensure-image', attemptsMade: 2 });
     expect(one.reason).toMatch(/HTTP 500/);
-    expect(one.data.image).toBe(upstream.url('/incident/0'));
+    expect(one.data.image).toBe(upstream.url(`/${marker}0`));
+    const restore = dlq.find((d: any) => d.originalId === restoreId);
+    expect(restore).toMatchObject({ host: 'ops-b', queue: restoreQueueName('ops-b'), queueKind: 'restores', name: 'restore', attemptsMade: 1 });
+    expect(restore.reason).toMatch(/E_COCOON_NETWORK/);
   });
 
   it('--dry-run prints what would be retried and changes nothing', async () => {
+    const { marker } = await incident({ images: 2 });
     const before = await snapshot();
-    const r = await cliJson('retry', '--reason', 'HTTP 500', '--dry-run');
+    const r = await cliJson('retry', '--reason', marker, '--dry-run');
     expect(r.summary).toEqual({ dryRun: true, matched: 2, retried: 2, skipped: 0, errors: 0 });
-    const human = await cli('retry', '--reason', 'HTTP 500', '--dry-run');
+    const human = await cli('retry', '--reason', marker, '--dry-run');
     expect(human.stdout).toMatch(/dry run: matched 2, would retry 2, skipped 0, errors 0/);
     expect(await snapshot()).toEqual(before);
   });
 
   it('retry by filter puts them back; they complete once upstream recovers; a re-run retries nothing', async () => {
-    const r = await cliJson('retry', '--reason', 'HTTP 500', '--host', 'ops-a', '--yes');
+    const { marker, imageIds } = await incident({ images: 2 });
+    const r = await cliJson('retry', '--reason', marker, '--host', 'ops-a', '--yes');
     expect(r.summary).toMatchObject({ matched: 2, retried: 2, errors: 0 });
-    for (const id of failedImageIds) expect((await hosts['ops-a']!.images.settle(id)).state).toBe('completed');
-    const again = await cliJson('retry', '--reason', 'HTTP 500', '--host', 'ops-a');
+    for (const id of imageIds) expect((await hosts['ops-a']!.images.settle(id)).state).toBe('completed');
+    const again = await cliJson('retry', '--reason', marker, '--host', 'ops-a');
     expect(again.summary).toMatchObject({ matched: 0, retried: 0 });
     const dlqIds = (await cliJson('dlq', 'ls')).map((d: any) => d.originalId);
-    for (const id of failedImageIds) expect(dlqIds).not.toContain(id); // no longer dead
+    for (const id of imageIds) expect(dlqIds).not.toContain(id); // no longer dead
   });
 
   it('dlq requeue (dry run changes nothing) puts a dead restore back; it completes once cocoon is fixed', async () => {
+    const { marker, restoreId } = await incident({ restore: true });
     const before = await snapshot();
-    const dry = await cliJson('dlq', 'requeue', '--host', 'ops-b', '--dry-run');
+    const dry = await cliJson('dlq', 'requeue', '--host', 'ops-b', '--reason', marker, '--dry-run');
     expect(dry.summary).toMatchObject({ dryRun: true, matched: 1 });
     expect(await snapshot()).toEqual(before);
 
-    setCocoonFault(hosts['ops-b']!.root, undefined);
-    const r = await cliJson('dlq', 'requeue', '--host', 'ops-b', '--yes');
-    expect(r.entries).toEqual([{ id: failedRestoreId, host: 'ops-b', queue: 'restores', result: 'retried' }]);
-    const done = await hosts['ops-b']!.restores.settle(failedRestoreId);
+    const r = await cliJson('dlq', 'requeue', '--host', 'ops-b', '--reason', marker, '--yes');
+    expect(r.entries).toEqual([{ id: restoreId, host: 'ops-b', queue: 'restores', result: 'retried' }]);
+    const done = await hosts['ops-b']!.restores.settle(restoreId);
     expect(done.state).toBe('completed');
-    expect(readVm(hosts['ops-b']!.root, 'vm-incident')).toMatchObject({ state: 'running' });
-    expect(await cliJson('dlq', 'ls', '--host', 'ops-b')).toEqual([]);
+    expect(readVm(hosts['ops-b']!.root, `vm-${marker.replace('/', '')}`)).toMatchObject({ state: 'running' });
+    expect(await cliJson('dlq', 'ls', '--host', 'ops-b', '--reason', marker)).toEqual([]);
   });
 
   it('a restore whose image job failed is retried in place with a fresh image job; the old image job is not retried on its own', async () => {
@@ -182,7 +211,7 @@ describe('retry tooling after an incident', () => {
     expect((await hosts['ops-b']!.images.queue.getJob(oldChild))!.failedReason).toMatch(/HTTP 404/);
     upstream.serve(path, img.body); // the image is published at last
 
-    const out = await cliJson('retry', '--host', 'ops-b', '--reason', 'HTTP 404', '--yes');
+    const out = await cliJson('retry', '--host', 'ops-b', '--reason', 'late-image answered HTTP 404', '--yes');
     const byId = Object.fromEntries(out.jobs.map((j: any) => [j.id, j]));
     expect(byId[r.jobId]).toMatchObject({ action: 'retried', removedImageJobs: [oldChild] });
     expect(byId[oldChild]?.action ?? 'skipped').toBe('skipped');
@@ -196,15 +225,7 @@ describe('retry tooling after an incident', () => {
     const img = freshImage();
     const { jobId } = await enqueueEnsureImage(hosts['ops-a']!.images.queue, { image: upstream.url('/gone-for-good'), imageDigest: img.digest }, { host: 'ops-a', attempts: 1, backoffMs: 20 });
     await hosts['ops-a']!.images.settle(jobId);
-    await new Promise<void>((resolve, reject) => {
-      const t0 = Date.now();
-      const poll = async () => {
-        if ((await cliJson('dlq', 'ls')).some((d: any) => d.originalId === jobId)) return resolve();
-        if (Date.now() - t0 > 5000) return reject(new Error('not dead-lettered'));
-        setTimeout(poll, 50);
-      };
-      void poll();
-    });
+    await waitFor(`a dead letter for ${jobId}`, async () => (await cliJson('dlq', 'ls')).some((d: any) => d.originalId === jobId), { timeoutMs: 5000, intervalMs: 50 });
     expect(await cliJson('dlq', 'purge', '--older-than', '7d')).toEqual({ removed: 0 });
     const purged = await cliJson('dlq', 'purge', '--older-than', '1ms', '--yes');
     expect(purged.removed).toBeGreaterThanOrEqual(1);
@@ -222,10 +243,7 @@ describe('reroute a stopped host\'s work', () => {
     const restore = await enqueueRestore(c.restores.queue, { kind: 'clone', snapshot: 'golden-rr', name: 'vm-rerouted' }, { host: 'ops-c', attempts: 2, backoffMs: 20 });
     const pull = await enqueueEnsureImage(c.images.queue, { image: url, imageDigest: img.digest, force: true }, { host: 'ops-c', attempts: 2, backoffMs: 20 });
     // Wait until ops-c's heartbeat is stale.
-    await new Promise<void>((resolve) => {
-      const poll = async () => ((await cliJson('hosts')).find((h: any) => h.host === 'ops-c').state === 'down' ? resolve() : setTimeout(poll, 100));
-      void poll();
-    });
+    await waitFor('ops-c to be reported down', async () => (await cliJson('hosts')).find((h: any) => h.host === 'ops-c').state === 'down', { timeoutMs: 20_000, intervalMs: 100 });
 
     const refused = await cli('reroute', '--from-host', 'ops-b', '--to-host', 'ops-c');
     expect(refused.code).toBe(2);
@@ -274,6 +292,9 @@ describe('scheduler tools', () => {
   });
 
   it('clean removes completed jobs older than the grace period', async () => {
+    const img = freshImage();
+    const { jobId } = await enqueueEnsureImage(hosts['ops-a']!.images.queue, { image: upstream.serve('/clean/win11', img.body), imageDigest: img.digest }, { host: 'ops-a', attempts: 1, backoffMs: 20 });
+    expect((await hosts['ops-a']!.images.settle(jobId)).state).toBe('completed');
     const before = await hosts['ops-a']!.images.queue.getCompletedCount();
     expect(before).toBeGreaterThan(0);
     expect(await cliJson('clean', '--state', 'completed', '--older-than', '1h', '--host', 'ops-a', '--queue', 'images')).toEqual([{ queue: imageQueueName('ops-a'), removed: 0 }]);

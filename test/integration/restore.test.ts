@@ -31,6 +31,7 @@ import { useTestRedis } from '../helpers/redis.js';
 import { assertConsistent, plantBlob, plantIndexEntry, readIndexFile, removeRoot, storeState, tempRoot } from '../helpers/store.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { runCli, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.js';
+import { waitFor } from '../helpers/wait.js';
 
 const redis = useTestRedis();
 let upstream: Upstream;
@@ -309,17 +310,48 @@ describe('idempotent clones with the real CLI\'s records', () => {
     }
   });
 
-  it('a completed clone delivered again → already-done without a second clone', async () => {
+  it('a clone retried by the operator (`fleetq retry --id`, then the board\'s Retry) is the same job: it clones once, then finds its own VM', async () => {
     const h = await host('r-again');
     const img = freshImage();
     plantBlob(h.root, img.hex, img.body);
     plantSnapshot(h.root, { name: 'golden', image: 'https://e/w', imageDigest: img.digest });
-    const { jobId } = await h.restore({ kind: 'clone', snapshot: 'golden', name: 'vm-idem' });
-    expect((await h.restores.settle(jobId)).value.outcome).toBe('done');
+    // First run: the host's network is broken (permanent), so the job fails before cocoon reserves the VM.
+    setCocoonFault(h.root, { only: 'clone', at: 'network', message: 'no conflist found' });
+    const { jobId } = await h.restore({ kind: 'clone', snapshot: 'golden', name: 'vm-idem' }, 3);
+    try {
+      const failed = await h.restores.settle(jobId);
+      expect(failed.state).toBe('failed');
+      expect(failed.failedReason).toMatch(/E_COCOON_NETWORK/);
+    } finally {
+      setCocoonFault(h.root, undefined);
+    }
+    expect(readVm(h.root, 'vm-idem')).toBeUndefined();
+    expect(clones(h.root)).toBe(1); // that `cocoon vm clone` stopped at "init network"
+    const started = ((await Job.fromId(h.restores.queue, jobId))!.progress as { startedAt: number }).startedAt;
+
+    // The operator fixes the network and retries that job: same id, fresh attempt budget, one clone.
+    const cli = await runCli(['retry', '--host', h.id, '--queue', 'restores', '--id', jobId, '--yes', '--json'], { REDIS_URL: redis.url });
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(JSON.parse(cli.stdout).jobs).toEqual([expect.objectContaining({ id: jobId, action: 'retried' })]);
+    const done = await h.restores.settle(jobId);
+    expect(done).toMatchObject({ state: 'completed', attemptsMade: 1 });
+    expect(done.value).toMatchObject({ kind: 'clone', vm: 'vm-idem', outcome: 'done', digest: img.digest });
+    const vm = readVm(h.root, 'vm-idem')!;
+    expect(vm.state).toBe('running');
+    expect(clones(h.root)).toBe(2);
+    // "When this job first started" survives the retry: it is what tells this job's clone from somebody else's.
+    expect(((await Job.fromId(h.restores.queue, jobId))!.progress as { startedAt: number }).startedAt).toBe(started);
+
+    // Retried once more (the board's Retry on a completed job): the VM is this job's own → already-done, no second clone.
     await (await Job.fromId(h.restores.queue, jobId))!.retry('completed');
     const again = await h.restores.settle(jobId);
-    expect(again.value.outcome).toBe('already-done');
-    expect(clones(h.root)).toBe(1);
+    expect(again.state).toBe('completed');
+    expect(again.value).toMatchObject({ vm: 'vm-idem', outcome: 'already-done', digest: img.digest });
+    expect(again.value.cocoon).toMatchObject({ id: vm.id });
+    expect(clones(h.root)).toBe(2);
+    expect(readVm(h.root, 'vm-idem')).toMatchObject({ id: vm.id, state: 'running' });
+    const logs = (await h.restores.queue.getJobLogs(jobId)).logs.join('\n');
+    expect(logs).toContain(`VM vm-idem (${vm.id}) was cloned by an earlier attempt of this job and is running: nothing to do`);
   });
 
   it('a VM of that name in state "error" → failure with the remedy, no clone', async () => {
@@ -509,7 +541,7 @@ describe('shutdown during a restore', () => {
     const w1 = await startWorkerProcess(h.base);
     const { jobId } = await h.restore({ kind: 'clone', snapshot: 'golden', name: 'vm-sd' });
     await w1.waitForLog((l) => l.msg === 'running cocoon vm clone');
-    const clonePid = await waitFor(() => cocoonCalls(h.root).find((c) => c.argv[1] === 'clone')?.pid);
+    const clonePid = await waitFor('the clone call in the fake cocoon\'s log', () => cocoonCalls(h.root).find((c) => c.argv[1] === 'clone')?.pid, { intervalMs: 20 });
     expect(await w1.stop()).toBe(0);
     expect(() => process.kill(clonePid, 0)).toThrow(); // the subprocess is gone
     expect(readVm(h.root, 'vm-sd')).toBeUndefined(); // cocoon removed its reservation: nothing half-done
@@ -558,15 +590,5 @@ describe('CLI: fleetq enqueue restore', () => {
     expect(r.stderr).toMatch(message);
   });
 });
-
-async function waitFor<T>(fn: () => T | undefined, timeoutMs = 10_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 void rmSync;

@@ -6,18 +6,26 @@
  * JavaScript that really tells a healthy endpoint from a sick or absent one,
  * the board is authenticated and published on loopback only, and the
  * "host" worker mounts the host's cocoon and root the way a real host runs it.
+ * The Dockerfile is parsed (test/helpers/dockerfile.ts), not grepped: its
+ * command runs a file the image really holds (followed back through the
+ * stages to the repository or to tsc's outputs), in exec form, with the
+ * worker's Node flags.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { posix } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { loadConfig } from '../../../src/config/load.js';
 import { defaultHostId, KNOWN_ENV_VARS } from '../../../src/config/schema.js';
 import { freePort } from '../../../src/lib/free-port.js';
 import { WORKER_NODE_FLAGS } from '../../../src/worker/node-flags.js';
+import { copiedFrom, parseDockerfile } from '../../helpers/dockerfile.js';
 
 const run = promisify(execFile);
 
@@ -187,17 +195,17 @@ describe('docker-compose.yml: healthchecks', () => {
   it('the healthcheck command is valid JavaScript that exits 0 on 200, 1 on 503 and 1 when nothing listens', async () => {
     const closed = await freePort();
     const exit = (code: string) =>
-      run(process.execPath, ['-e', code], { timeout: 10_000 }).then(
+      run(process.execPath, ['-e', code], { timeout: 20_000 }).then(
         () => 0,
         (err: { code?: number }) => err.code ?? -1,
       );
-    const checks = [...workers, board!].map(async ([name, s]) => {
+    // One service at a time (three node processes): a dozen at once on a busy two-core machine outran the deadline.
+    for (const [name, s] of [...workers, board!]) {
       const { js, port: asked } = healthJs(name, s);
       const at = (p: number) => js.replace(`127.0.0.1:${asked}/`, `127.0.0.1:${p}/`);
       const [ok, sick, none] = await Promise.all([exit(at(ports.ok)), exit(at(ports.sick)), exit(at(closed))]);
-      return { name, ok, sick, none };
-    });
-    for (const r of await Promise.all(checks)) expect(r, r.name).toEqual({ name: r.name, ok: 0, sick: 1, none: 1 });
+      expect({ ok, sick, none }, name).toEqual({ ok: 0, sick: 1, none: 1 });
+    }
   });
 });
 
@@ -242,33 +250,154 @@ describe('docker-compose.yml: a worker with the host\'s cocoon', () => {
   });
 });
 
-describe('the image', () => {
+describe('the image (the Dockerfile, parsed)', () => {
+  const stages = parseDockerfile(readFileSync(new URL('Dockerfile', root), 'utf8'));
+  const final = stages.at(-1)!;
+  const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as {
+    bin: Record<string, string>;
+    engines: { node: string };
+    scripts: Record<string, string>;
+  };
+  const stageNamed = (ref: string) => stages.find((st) => st.name === ref) ?? stages[Number(ref)];
+  /** What `docker run <image>` executes: ENTRYPOINT then CMD, both exec form. */
+  const argv = [...(final.entrypoint?.exec ?? []), ...(final.cmd?.exec ?? [])];
+  /** The script node runs: the first argument after node's own flags. */
+  const scriptIndex = argv.findIndex((a, i) => i > 0 && !a.startsWith('-'));
+  const script = argv[scriptIndex];
+  const rel = (abs: string, dir: string) => posix.relative(dir, abs);
+
+  /** Every file `tsc -p tsconfig.build.json` writes, relative to the repository (dist/…/x.js). */
+  function buildOutputs(): Set<string> {
+    const dir = fileURLToPath(root);
+    const file = ts.findConfigFile(dir, ts.sys.fileExists, 'tsconfig.build.json')!;
+    const parsed = ts.parseJsonConfigFileContent(ts.readConfigFile(file, ts.sys.readFile).config, ts.sys, dir);
+    const { outDir, rootDir } = parsed.options;
+    return new Set(parsed.fileNames.map((f) => posix.relative(dir, posix.join(outDir!, posix.relative(rootDir!, f))).replace(/\.ts$/, '.js')));
+  }
+
+  /**
+   * Where a file of the final image comes from, followed back through the
+   * stages: a path in the build context (which must exist), or a build output
+   * (which the build must produce).
+   */
+  function provenance(absInFinal: string): { context: string } | { built: string } {
+    const hop = copiedFrom(final, absInFinal);
+    if (!hop) throw new Error(`${absInFinal}: no COPY in the final stage puts it there`);
+    if (hop.copy.from === undefined) return { context: hop.source };
+    const from = stageNamed(hop.copy.from);
+    if (!from) throw new Error(`line ${hop.copy.line}: COPY --from=${hop.copy.from}: no such stage`);
+    const inBuild = copiedFrom(from, hop.source);
+    if (inBuild && inBuild.copy.from === undefined) return { context: inBuild.source };
+    return { built: rel(hop.source, from.workdir) };
+  }
+
+  it('ENTRYPOINT and CMD are in exec (JSON) form, so SIGTERM reaches node and not a shell', () => {
+    expect(final.entrypoint ?? final.cmd, 'the image names no command').toBeDefined();
+    for (const ins of [final.entrypoint, final.cmd]) if (ins) expect(ins.exec, `line ${ins.line}: ${ins.keyword} ${ins.args}`).toBeDefined();
+    const stop = final.instructions.filter((i) => i.keyword === 'STOPSIGNAL').at(-1);
+    expect(stop?.args ?? 'SIGTERM').toBe('SIGTERM');
+  });
+
   it('every way of starting a worker uses the worker Node flags', () => {
     const flags = WORKER_NODE_FLAGS.join(' ');
-    expect(readFileSync(new URL('Dockerfile', root), 'utf8')).toContain(`CMD [${WORKER_CMD.map((f) => JSON.stringify(f)).join(', ')}]`);
+    expect(argv[0]).toBe('node');
+    expect(argv.slice(1, scriptIndex)).toEqual([...WORKER_NODE_FLAGS]);
     expect(readFileSync(new URL('bin/fleetq.js', root), 'utf8').split('\n')[0]).toBe(`#!/usr/bin/env -S node ${flags}`);
-    const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8'));
     expect(pkg.scripts.start).toBe(`node ${flags} bin/fleetq.js start`);
     expect(pkg.scripts.worker).toBe(`node ${flags} dist/workers/host.worker.js`);
   });
 
-  it('the Dockerfile installs what the worker shells out to, and copies only what exists', () => {
-    const df = readFileSync(new URL('Dockerfile', root), 'utf8');
-    expect(df).toMatch(/qemu-utils/);
-    expect(df).toMatch(/util-linux/);
-    expect(df).toMatch(/FROM node:20/);
-    for (const m of df.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
-      for (const src of m[1]!.split(/\s+/)) expect(existsSync(new URL(src, root)), `COPY ${src}`).toBe(true);
+  it('the default command runs a file that is in the image: copied from the repository, or produced by the build', () => {
+    expect(script, `no script in ${JSON.stringify(argv)}`).toBeDefined();
+    const from = provenance(posix.resolve(final.workdir, script!));
+    if ('context' in from) {
+      expect(existsSync(new URL(from.context, root)), from.context).toBe(true);
+    } else {
+      expect([...buildOutputs()], `${from.built} is not written by tsc -p tsconfig.build.json`).toContain(from.built);
     }
   });
 
-  it('.dockerignore keeps host builds, dependencies and local state out of the build context', () => {
+  it('when the default command is the CLI, what follows it is one of its commands', async () => {
+    const cli = Object.values(pkg.bin)[0]!;
+    if (script !== cli) return; // a dedicated entry point (workers/…): nothing to dispatch
+    const verb = argv[scriptIndex + 1];
+    expect(verb, 'the CLI with no command only prints its help').toBeDefined();
+    const { stdout } = await run(process.execPath, [fileURLToPath(new URL(cli, root)), verb!, '--help']);
+    expect(stdout).toMatch(new RegExp(`^Usage: fleetq ${verb} `, 'm'));
+  });
+
+  it('the build stage produces what the final stage takes from it: it has the sources and runs the build', () => {
+    const outputs = buildOutputs();
+    for (const copy of final.copies.filter((c) => c.from !== undefined)) {
+      const from = stageNamed(copy.from!)!;
+      for (const src of copy.sources) {
+        const inBuild = copiedFrom(from, src);
+        if (inBuild) {
+          if (inBuild.copy.from === undefined) expect(existsSync(new URL(inBuild.source, root)), inBuild.source).toBe(true);
+          continue;
+        }
+        const made = rel(src, from.workdir);
+        const runs = from.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args);
+        if (made === 'node_modules') {
+          expect(runs.some((r) => /\bnpm ci\b/.test(r)), `${made}: no npm ci in stage ${copy.from}`).toBe(true);
+        } else {
+          // dist/: `npm ci` runs the prepare script, which builds with tsconfig.build.json.
+          expect([...outputs].some((o) => o === made || o.startsWith(`${made}/`)), `${made} is not a build output`).toBe(true);
+          expect(pkg.scripts.prepare).toMatch(/\bnpm run build\b/);
+          expect(pkg.scripts.build).toBe('tsc -p tsconfig.build.json');
+          expect(runs.some((r) => /\bnpm ci\b/.test(r))).toBe(true);
+          // …so the build stage must hold tsc's inputs: the config files and every included source.
+          for (const f of ['tsconfig.json', 'tsconfig.build.json', 'package.json', 'package-lock.json']) {
+            expect(copiedFrom(from, posix.join(from.workdir, f)), `${f} in stage ${copy.from}`).toBeDefined();
+          }
+          for (const o of outputs) {
+            const source = o.replace(/^dist\//, '').replace(/\.js$/, '.ts');
+            expect(copiedFrom(from, posix.join(from.workdir, source)), `${source} (for ${o}) in stage ${copy.from}`).toBeDefined();
+          }
+        }
+      }
+    }
+  });
+
+  it('what the CLI needs at run time is in the final image: package.json (type: module), node_modules, the bin and the compiled code it imports', () => {
+    const dir = final.workdir;
+    expect(provenance(posix.join(dir, 'package.json'))).toEqual({ context: 'package.json' });
+    expect(provenance(posix.join(dir, 'node_modules'))).toEqual({ built: 'node_modules' });
+    for (const bin of Object.values(pkg.bin)) {
+      expect(provenance(posix.join(dir, bin))).toEqual({ context: bin });
+      // The bin loads the compiled CLI by a URL relative to itself.
+      const target = /new URL\('([^']+)', import\.meta\.url\)/.exec(readFileSync(new URL(bin, root), 'utf8'))?.[1];
+      expect(target, `${bin} imports nothing compiled`).toBeDefined();
+      const compiled = posix.join(posix.dirname(bin), target!);
+      expect(provenance(posix.join(dir, compiled))).toEqual({ built: compiled });
+      expect([...buildOutputs()]).toContain(compiled);
+    }
+  });
+
+  it('runs as root unless told otherwise, as cocoon does (its images.lock is 0600; README, "Docker")', () => {
+    expect(final.user ?? 'root').toMatch(/^(root|0)(:0)?$/);
+    expect(readFileSync(new URL('README.md', root), 'utf8')).toMatch(/run it as the user cocoon runs as\s+\(root by default/);
+  });
+
+  it('is built FROM the Node major that package.json requires, and installs what the worker shells out to', () => {
+    const major = /(\d+)/.exec(pkg.engines.node)![1];
+    for (const st of stages) expect(st.base, `FROM ${st.base}`).toMatch(new RegExp(`^node:${major}(\\D|$)`));
+    const installed = final.instructions
+      .filter((i) => i.keyword === 'RUN')
+      .flatMap((i) => [...i.args.matchAll(/apt-get install((?:\s+[^&;|]+?)+?)\s*(?:&&|;|\||$)/g)].flatMap((m) => m[1]!.trim().split(/\s+/)))
+      .filter((w) => !w.startsWith('-'));
+    // qemu-img (convert) and flock (cocoon's images.lock); TLS roots for https upstreams.
+    expect(installed).toEqual(expect.arrayContaining(['qemu-utils', 'util-linux', 'ca-certificates']));
+  });
+
+  it('copies from the build context only what exists and what .dockerignore lets through', () => {
     const ignored = readFileSync(new URL('.dockerignore', root), 'utf8').split('\n').map((l) => l.trim());
     for (const p of ['node_modules', 'dist', 'var', '.git']) expect(ignored).toContain(p);
-    // …but not what the image is built from.
-    const df = readFileSync(new URL('Dockerfile', root), 'utf8');
-    for (const m of df.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
-      for (const src of m[1]!.split(/\s+/)) expect(ignored, src).not.toContain(src.replace(/\/$/, ''));
+    const fromContext = stages.flatMap((st) => st.copies.filter((c) => c.from === undefined).flatMap((c) => c.sources));
+    expect(fromContext.length).toBeGreaterThan(0);
+    for (const src of fromContext) {
+      expect(existsSync(new URL(src, root)), `COPY ${src}`).toBe(true);
+      expect(ignored, src).not.toContain(src.replace(/\/$/, ''));
     }
   });
 });

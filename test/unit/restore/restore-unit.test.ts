@@ -1,7 +1,7 @@
 /** The pure half of restores: payload rules, cocoon argv, failure table, snapshot base, existing clones. */
 import { describe, expect, it } from 'vitest';
 import { parsePayload } from '../../../src/jobs/contracts/common.js';
-import { parseCocoonSize, RestorePayload } from '../../../src/jobs/contracts/restore.js';
+import { COCOON_NAME_RE, MIN_CLONE_MEMORY, MIN_CLONE_STORAGE, parseCocoonSize, RestorePayload } from '../../../src/jobs/contracts/restore.js';
 import { cloneArgs, restoreArgs, snapshotInspectArgs, vmInspectArgs } from '../../../src/restore/cocoon-args.js';
 import { cocoonEnv } from '../../../src/restore/cocoon-cli.js';
 import { classifyCocoonFailure, COCOON_FAILURE_TABLE } from '../../../src/restore/cocoon-failures.js';
@@ -152,8 +152,41 @@ describe('cocoon failure table: every error text of the contract (§1–§5)', (
   ])('%s → %s (permanent: %s)', (stderr, code, permanent) => {
     expect(classifyCocoonFailure(stderr)).toMatchObject({ code, permanent });
   });
-  it('every rule has a hint', () => {
-    for (const r of COCOON_FAILURE_TABLE) expect(r.hint.length).toBeGreaterThan(5);
+  it('every rule\'s hint names what went wrong and the remedy', () => {
+    const gib = (b: number) => `${b / 1024 ** 3}G`;
+    const mib = (b: number) => `${b / 1024 ** 2}M`;
+    /** Per code: what the operator reads in the job's reason (`[code: hint]`), each part required. */
+    const remedy: Record<string, Array<RegExp | string>> = {
+      E_COCOON_BACKING_FILE: [/base image is missing/, /the retry ensures it first/],
+      E_COCOON_BAD_ARGS: [/rejected the arguments/, /fleetq and cocoon versions/],
+      E_COCOON_CONFIG: [/cannot load its configuration/, /check (FLEETQ_COCOON_CONFIG|--config)/],
+      E_COCOON_SNAPSHOT_NOT_FOUND: [/snapshot does not exist on this host/],
+      E_COCOON_VM_NOT_FOUND: [/VM does not exist on this host/],
+      E_COCOON_AMBIGUOUS_REF: [/matches several VMs or snapshots/, /use the full name or ID/],
+      E_COCOON_INVALID_SIZE: [/size cocoon cannot parse/],
+      E_COCOON_BELOW_SNAPSHOT: [/raised above the snapshot's, never lowered/],
+      E_COCOON_INVALID_NAME: [`breaks cocoon's rule ${COCOON_NAME_RE.source}`],
+      E_COCOON_BELOW_MINIMUM: [`1 vCPU, ${mib(MIN_CLONE_MEMORY)} memory, ${gib(MIN_CLONE_STORAGE)} storage`],
+      E_COCOON_TOO_MANY_CPUS: [/more vCPUs than this host has cores/],
+      E_COCOON_VM_EXISTS: [/already has this name/, /pick another name or remove it \(cocoon vm rm\)/],
+      E_COCOON_SNAPSHOT_NOT_OWNED: [/one of the VM's own snapshots/],
+      E_COCOON_NIC_MISMATCH: [/NIC count must match the snapshot/],
+      E_COCOON_VM_NOT_RUNNING: [/not running/, /start it \(cocoon vm start\) and retry/],
+      E_COCOON_NETWORK: [/CNI network set-up failed/, /check the CNI conflist and plugins \(--cni-conf-dir\)/],
+      E_COCOON_HYPERVISOR: [/hypervisor failed to start the VM/, /retried/],
+    };
+    expect(COCOON_FAILURE_TABLE.map((r) => r.code).sort()).toEqual(Object.keys(remedy).sort());
+    for (const r of COCOON_FAILURE_TABLE) {
+      for (const part of remedy[r.code]!) {
+        if (typeof part === 'string') expect(r.hint, r.code).toContain(part);
+        else expect(r.hint, r.code).toMatch(part);
+      }
+      // A transient failure says the retry is what happens next; a permanent one never promises it.
+      if (r.permanent) expect(r.hint, r.code).not.toMatch(/\bretried\b|the retry /);
+      else expect(r.hint, r.code).toMatch(/\bretried\b|the retry /);
+    }
+    // The fallback for a text nobody documented is transient and says so.
+    expect(classifyCocoonFailure('Error: something new')).toEqual({ code: 'E_COCOON_FAILED', permanent: false, hint: 'unrecognised cocoon failure: retried' });
   });
 });
 
