@@ -115,6 +115,19 @@ export interface WorkerSpec {
   env: Record<string, string | undefined>;
   /** Extra node flags (e.g. --cpu-prof). */
   nodeArgs?: string[];
+  /** Node flags instead of the production ones (`workerNodeArgs()`), e.g. to compare young-generation settings. */
+  replaceNodeArgs?: string[];
+  /** Another build's bin/fleetq.js (default: BENCH_FLEETQ_BIN, else this checkout's). */
+  bin?: string;
+}
+
+/**
+ * The node flags fleetq workers run with: the production ones
+ * (src/worker/node-flags.ts), or BENCH_WORKER_NODE_ARGS instead, for
+ * experiments ("" = none).
+ */
+export function workerNodeArgs(): string[] {
+  return process.env.BENCH_WORKER_NODE_ARGS !== undefined ? process.env.BENCH_WORKER_NODE_ARGS.split(/\s+/).filter(Boolean) : [...WORKER_NODE_FLAGS];
 }
 
 /**
@@ -130,10 +143,8 @@ export async function startWorker(spec: WorkerSpec): Promise<BenchWorker> {
   // BENCH_CPU_PROF=DIR: profile every worker (node --cpu-prof), one .cpuprofile per process in DIR.
   const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`, `--cpu-prof-name=${spec.name}.${Date.now()}.cpuprofile`] : [];
   // BENCH_FLEETQ_BIN=path/to/bin/fleetq.js: run another build of fleetq (A/B comparisons of a change).
-  const bin = process.env.BENCH_FLEETQ_BIN || BIN;
-  // Workers run with the flags production uses (src/worker/node-flags.ts);
-  // BENCH_WORKER_NODE_ARGS replaces them for experiments ("" = none).
-  const extra = process.env.BENCH_WORKER_NODE_ARGS !== undefined ? process.env.BENCH_WORKER_NODE_ARGS.split(/\s+/).filter(Boolean) : [...WORKER_NODE_FLAGS];
+  const bin = spec.bin ?? (process.env.BENCH_FLEETQ_BIN || BIN);
+  const extra = spec.replaceNodeArgs ?? workerNodeArgs();
   const proc = spawnTracked(process.execPath, [...prof, ...extra, ...(spec.nodeArgs ?? []), bin, 'worker'], {
     env: cleanEnv({ FLEETQ_LOG_LEVEL: 'info', FLEETQ_SHUTDOWN_GRACE: '5s', ...spec.env }),
     stdio: ['ignore', out, err],

@@ -148,6 +148,7 @@ export async function ensureImage(payload: EnsureImagePayload, deps: EnsureDeps,
               `${res.shownUrl} sent neither Content-Length nor chunked encoding, so a cut body would look complete; refusing it unpinned (pin the digest with --digest to pull from this server)`,
             );
           }
+          writer.onWritten = (last) => res.release(last);
           for await (const chunk of res.chunks()) {
             if (head.length < 4) head = Buffer.concat([head, chunk.subarray(0, 4 - head.length)]);
             received += chunk.length;

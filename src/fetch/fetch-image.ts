@@ -11,6 +11,7 @@ import { AppError } from '../lib/errors.js';
 import { redactUrl } from '../lib/redact.js';
 import { formatBytes } from '../lib/units.js';
 import { DownloadStalledError, DownloadTimeoutError, HttpStatusError, NetworkError, TruncatedBodyError } from './fetch-errors.js';
+import { releaseReadBuffers } from './read-ring.js';
 
 export interface FetchImageOptions {
   url: string;
@@ -63,6 +64,11 @@ export interface ImageResponse {
   chunks(): AsyncGenerator<Buffer>;
   /** Stop reading (the store refused the body). */
   destroy(): void;
+  /**
+   * The caller has hashed and written every chunk before `chunk`: their socket
+   * read buffers may be reused (`read-ring.ts`). Never call it for bytes still held.
+   */
+  release(chunk: Uint8Array): void;
 }
 
 export async function fetchImage(opts: FetchImageOptions): Promise<ImageResponse> {
@@ -143,7 +149,7 @@ export async function fetchImage(opts: FetchImageOptions): Promise<ImageResponse
     }
   }
 
-  return { shownUrl, declaredLength, framing, chunks, destroy: () => body.destroy() };
+  return { shownUrl, declaredLength, framing, chunks, destroy: () => body.destroy(), release: releaseReadBuffers };
 }
 
 function classifyFetchError(err: unknown, opts: FetchImageOptions, deadline: AbortSignal, stall: AbortSignal, url: string): unknown {

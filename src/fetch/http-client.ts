@@ -18,6 +18,7 @@ import type { DestinationPolicy } from './destination-policy.js';
 import { RedirectError } from './fetch-errors.js';
 import { createGuardedConnector, type LookupAll } from './guarded-connector.js';
 import { AUTH_HEADER_NAMES } from './image-auth.js';
+import { createReadRingConnector } from './read-ring.js';
 
 export interface HttpClientOptions {
   idleTimeoutMs: number;
@@ -31,7 +32,13 @@ export interface HttpClientOptions {
 
 export function createHttpClient(opts: HttpClientOptions): Dispatcher {
   const agent = new Agent({
-    connect: createGuardedConnector({ policy: opts.policy, timeoutMs: opts.idleTimeoutMs, ...(opts.lookup ? { lookup: opts.lookup } : {}) }),
+    connect: createGuardedConnector({
+      policy: opts.policy,
+      timeoutMs: opts.idleTimeoutMs,
+      // Plain-http sockets read into reused buffers (fetch/read-ring.ts): a pull's memory stays bounded.
+      connector: createReadRingConnector(opts.idleTimeoutMs),
+      ...(opts.lookup ? { lookup: opts.lookup } : {}),
+    }),
     headersTimeout: opts.idleTimeoutMs,
     bodyTimeout: opts.idleTimeoutMs,
   });

@@ -52,7 +52,18 @@ export interface Committed {
   warning?: string | undefined;
 }
 
+/**
+ * Bytes gathered before one `writev`. While it runs on libuv's thread pool the
+ * next batch is received and hashed (at most one write in flight, so at most
+ * two batches are held).
+ */
 const WRITE_BATCH = 1024 * 1024;
+/**
+ * Start the page cache's write-back this often (an `fdatasync` in the
+ * background, one at a time), so that the commit's final fsync finds little
+ * left to write instead of the whole body.
+ */
+const SYNC_EVERY = 64 * 1024 * 1024;
 
 export class BlobWriter {
   private readonly hash: Hash = createHash('sha256');
@@ -62,6 +73,19 @@ export class BlobWriter {
   private format: ImageFormat | undefined;
   private pending: Buffer[] = [];
   private pendingLength = 0;
+  /** The write in flight (at most one); it never rejects: its error is kept in `failed`. */
+  private inflight: Promise<void> | undefined;
+  /** The background write-back in flight, if any (never rejects either). */
+  private syncing: Promise<void> | undefined;
+  private written = 0;
+  private syncedAt = 0;
+  private failed: unknown;
+  /**
+   * Called after each write with the batch's last chunk: every chunk before it
+   * is hashed and on disk, so the caller may reuse their memory (the last one
+   * may share a read buffer with bytes not written yet).
+   */
+  onWritten: ((last: Buffer) => void) | undefined;
   private declared: number | null = null;
   private fh: FileHandle | undefined;
   private done = false;
@@ -108,15 +132,25 @@ export class BlobWriter {
       throw new BodyRejectedError(`image at ${this.shown} exceeds the ${formatBytes(this.opts.maxBytes)} cap (FLEETQ_MAX_IMAGE_SIZE)`);
     }
     if (!this.format) {
-      this.head.push(chunk);
-      this.headLength += chunk.length;
+      // A copy: the chunk's memory may be reused once it is written (onWritten).
+      this.head.push(Buffer.from(chunk.subarray(0, HEAD_BYTES - this.headLength)));
+      this.headLength += Math.min(chunk.length, HEAD_BYTES - this.headLength);
       // Refuse junk as soon as its first bytes are in, not after gigabytes.
       if (this.headLength >= HEAD_BYTES) this.inspect(Math.max(this.bytes, this.declared ?? 0));
     }
     this.hash.update(chunk);
     this.pending.push(chunk);
     this.pendingLength += chunk.length;
-    if (this.pendingLength >= WRITE_BATCH) await this.flush();
+    if (this.pendingLength >= WRITE_BATCH) {
+      // Wait for the previous batch only (receive and hash the next one while this one is written).
+      if (this.inflight) await this.inflight;
+      this.throwIfFailed();
+      this.inflight = this.startWrite();
+    }
+  }
+
+  private throwIfFailed(): void {
+    if (this.failed !== undefined) throw this.failed;
   }
 
   private inspect(total: number): ImageFormat {
@@ -129,16 +163,41 @@ export class BlobWriter {
     return this.format;
   }
 
-  private async flush(): Promise<void> {
-    if (this.pendingLength === 0) return;
+  /** Write the pending batch; errors are kept in `failed` (thrown by the next write or the commit). */
+  private async startWrite(): Promise<void> {
     const bufs = this.pending;
+    const n = this.pendingLength;
     this.pending = [];
     this.pendingLength = 0;
     try {
       await this.fh!.writev(bufs);
+      this.written += n;
+      this.onWritten?.(bufs[bufs.length - 1]!);
     } catch (err) {
-      throw this.fsError(err, `writing ${this.tempPath}`);
+      this.failed ??= this.fsError(err, `writing ${this.tempPath}`);
+      return;
     }
+    if (!this.syncing && this.written - this.syncedAt >= SYNC_EVERY) {
+      this.syncedAt = this.written;
+      const fh = this.fh!;
+      this.syncing = fh.datasync().then(
+        () => (this.syncing = undefined),
+        (err: unknown) => {
+          this.syncing = undefined;
+          this.failed ??= this.fsError(err, `syncing ${this.tempPath}`);
+        },
+      );
+    }
+  }
+
+  /** Everything received is written (and no write-back is running): the file handle is ours again. */
+  private async flush(): Promise<void> {
+    if (this.inflight) await this.inflight;
+    this.inflight = undefined;
+    this.throwIfFailed();
+    if (this.pendingLength > 0) await this.startWrite();
+    if (this.syncing) await this.syncing;
+    this.throwIfFailed();
   }
 
   /** Verify, prove safe, convert, re-check, then rename + index entry under images.lock. */
@@ -232,6 +291,9 @@ export class BlobWriter {
   async abort(): Promise<void> {
     if (this.done) return;
     this.done = true;
+    // Never close the handle under a write or a write-back still running on the thread pool.
+    await this.inflight;
+    await this.syncing;
     await this.fh?.close().catch(() => {});
     this.fh = undefined;
     await removeIfExists(this.tempPath).catch(() => {});

@@ -2,11 +2,14 @@
  * Node/V8 flags every long-running fleetq worker runs with (bin/fleetq.js's
  * shebang, the npm scripts, the Dockerfile and the benchmarks use these).
  *
- * --max-semi-space-size=1: a download turns every 64 KiB socket read into a
- * short-lived Buffer; with V8's default young generation (up to 16 MiB
- * semi-spaces) they pile up as 60-75 MB of not-yet-collected memory during a
- * pull. A 1 MiB young generation is scavenged far more often: the 1 GiB cold
- * pull's peak RSS drops by ~35 MB at no measurable cost in pull time
- * (docs/BENCHMARKS.md).
+ * --max-semi-space-size=1: V8's young generation grows to 16 MiB semi-spaces
+ * while a worker starts, and stays touched (~13 MB more idle RSS); a 1 MiB
+ * one also collects a download's short-lived objects sooner. Plain-http
+ * downloads no longer allocate per socket read (`fetch/read-ring.ts`), which
+ * took the 512 MiB cold pull's peak from 159 to 151 MB without this flag,
+ * but the first download also tiers undici's llhttp wasm parser up to
+ * TurboFan (~35 MB of compiler memory, once per process), so without the
+ * flag the peak is still just over the 150 MB goal; with it, 131 MB
+ * (docs/BENCHMARKS.md, "Cold pull at the hashing limit").
  */
 export const WORKER_NODE_FLAGS = ['--max-semi-space-size=1'] as const;
