@@ -2,7 +2,8 @@
 export { loadConfig } from './config/load.js';
 export { ConfigSchema, type Config } from './config/schema.js';
 export { ENSURE_IMAGE, EnsureImagePayload, EnsureImageResult, type EnsureImageInput } from './jobs/contracts/ensure-image.js';
-export { Digest, ImageUrl } from './jobs/contracts/common.js';
+export { ImageUrl } from './jobs/contracts/common.js';
+export { Digest } from './lib/digest.js';
 export { enqueueEnsureImage, type Enqueued, type EnqueueOptions } from './queues/enqueue-ensure-image.js';
 export { imageQueueName, restoreQueueName, queueName } from './queues/names.js';
 export { decidePull, type PullDecision, type StoreView } from './policy/pull-policy.js';

@@ -1,4 +1,5 @@
 /** Errors only the restore path throws. */
+import type { Digest } from '../lib/digest.js';
 import { AppError } from '../lib/errors.js';
 
 /** cocoon exited non-zero, timed out or was killed. `permanent` comes from the failure table. */
@@ -28,7 +29,7 @@ export class BaseImageUnavailableError extends AppError {
 export class BaseImageMismatchError extends AppError {
   readonly code = 'E_BASE_IMAGE_MISMATCH' as const;
   readonly permanent = true;
-  constructor(snapshot: string, recorded: string, job: string) {
+  constructor(snapshot: string, recorded: Digest, job: Digest) {
     super(`snapshot ${snapshot} boots ${recorded} but the job pins ${job}; cocoon was not started (fix the job's --digest or use the snapshot made from that image)`);
   }
 }

@@ -1,3 +1,4 @@
+import type { Digest } from '../lib/digest.js';
 import { AppError } from '../lib/errors.js';
 
 /** The body can never become a blob (HTML, compressed, too small, too large). */
@@ -11,8 +12,8 @@ export class DigestMismatchError extends AppError {
   readonly code = 'E_DIGEST_MISMATCH' as const;
   readonly permanent = true;
   constructor(
-    readonly expected: string,
-    readonly actual: string,
+    readonly expected: Digest,
+    readonly actual: Digest,
     url: string,
   ) {
     super(

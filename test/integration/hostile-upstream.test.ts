@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueEnsureImage } from '../../src/queues/enqueue-ensure-image.js';
 import { imageQueueName } from '../../src/queues/names.js';
 import { pullLockRedisKey } from '../../src/lock/keys.js';
+import { Digest } from '../../src/lib/digest.js';
 import { storePaths } from '../../src/store/paths.js';
 import { digestOf, qcow2Image, rawImage } from '../helpers/images.js';
 import { queueClient, type QueueClient } from '../helpers/queue.js';
@@ -184,7 +185,7 @@ describe('3. a leader that lost its lock cannot re-point the URL', () => {
       leader.proc.kill('SIGSTOP');
       try {
         // The lock expires (no refresh while stopped) — watched in Redis, not slept on.
-        const lockKey = pullLockRedisKey('fleetq', id, { kind: 'url', value: url }); // fleetq:mutex:pull-lock:…
+        const lockKey = pullLockRedisKey('fleetq', id, { kind: 'url', url }); // fleetq:mutex:pull-lock:…
         while ((await conn.exists(lockKey)) === 1) await new Promise((r) => setTimeout(r, 50));
         upstream.serve(path, next.body); // the tag is re-pushed
         const job2 = await a.ensure(url, undefined, { force: true });
@@ -247,7 +248,7 @@ describe('5. a minimum transfer rate', () => {
       expect(r.failedReason).toMatch(/under the minimum 64\.0 KiB .*stalled/);
       expect(Date.now() - started).toBeLessThan(10_000);
       const conn = new Redis(redis.url);
-      expect(await conn.exists(pullLockRedisKey('fleetq', h.id, { kind: 'digest', value: img.digest }))).toBe(0);
+      expect(await conn.exists(pullLockRedisKey('fleetq', h.id, { kind: 'digest', digest: Digest.parse(img.digest) }))).toBe(0);
       conn.disconnect();
       expect(storeState(h.root)).toMatchObject({ blobs: [], temp: [] });
     } finally {

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { parsePayload } from '../../../src/jobs/contracts/common.js';
 import { parseCocoonSize, RestorePayload } from '../../../src/jobs/contracts/restore.js';
+import { Digest } from '../../../src/lib/digest.js';
 import { cloneArgs, restoreArgs, snapshotInspectArgs, vmInspectArgs } from '../../../src/restore/cocoon-args.js';
 import { cocoonEnv } from '../../../src/restore/cocoon-cli.js';
 import { classifyCocoonFailure, COCOON_FAILURE_TABLE } from '../../../src/restore/cocoon-failures.js';
@@ -162,11 +163,11 @@ const snap = (s: Record<string, unknown>) => CocoonSnapshot.parse({ id: 'AAAAAAA
 describe('the snapshot decides the base digest', () => {
   const clone = (extra: Record<string, unknown> = {}) => parse({ kind: 'clone', snapshot: 'golden', name: 'n', ...extra });
   it('image_digest wins; the URL comes from the job, else from the snapshot', () => {
-    expect(resolveBase(snap({ image: 'https://e/win11', image_digest: D }), clone())).toMatchObject({ digest: D, url: 'https://e/win11', source: 'snapshot' });
+    expect(resolveBase(snap({ image: 'https://e/win11', image_digest: D }), clone())).toMatchObject({ digest: Digest.parse(D), url: 'https://e/win11', source: 'snapshot' });
     expect(resolveBase(snap({ image: 'https://e/win11', image_digest: D }), clone({ image: 'https://mirror/w' }))).toMatchObject({ url: 'https://mirror/w' });
   });
   it('older snapshots: the single image_blob_ids key', () => {
-    expect(resolveBase(snap({ image: 'https://e/w', image_blob_ids: { [D.slice(7)]: {} } }), clone())).toMatchObject({ digest: D, source: 'snapshot' });
+    expect(resolveBase(snap({ image: 'https://e/w', image_blob_ids: { [D.slice(7)]: {} } }), clone())).toMatchObject({ digest: Digest.parse(D), source: 'snapshot' });
   });
   it('a job digest contradicting the snapshot fails, naming both', () => {
     const err = fieldOf(() => resolveBase(snap({ image_digest: D }), clone({ imageDigest: E })));
@@ -175,7 +176,7 @@ describe('the snapshot decides the base digest', () => {
     expect((err as unknown as { permanent: boolean }).permanent).toBe(true);
   });
   it('no digest in the snapshot: the job\'s, else the URL, said in a note', () => {
-    expect(resolveBase(snap({ image: 'https://e/w' }), clone({ imageDigest: E }))).toMatchObject({ digest: E, source: 'job' });
+    expect(resolveBase(snap({ image: 'https://e/w' }), clone({ imageDigest: E }))).toMatchObject({ digest: Digest.parse(E), source: 'job' });
     const b = resolveBase(snap({ image: 'https://e/w' }), clone());
     expect(b).toMatchObject({ url: 'https://e/w', source: 'url' });
     expect(b.digest).toBeUndefined();
