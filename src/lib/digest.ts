@@ -44,8 +44,9 @@ export class Digest {
   /** The digest, or an InvalidInputError naming `field` and what is wrong with the value. */
   static parse(value: unknown, field = 'digest'): Digest {
     if (Digest.test(value)) return new Digest(value);
-    const got = typeof value === 'string' ? ` (got ${JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value)})` : value === undefined ? '' : ` (got a ${value === null ? 'null' : typeof value})`;
-    throw new InvalidInputError(`${field} ${value === undefined ? 'is required' : DIGEST_RULE}${got}`, field);
+    if (value === undefined) throw new InvalidInputError(`${field} is required`, field);
+    const got = typeof value === 'string' ? JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value) : value === null ? 'null' : typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+    throw new InvalidInputError(`${field} ${DIGEST_RULE} (got ${got})`, field);
   }
 
   /** `sha256:<hex>` from a bare hex name (blob file names, cocoon's image_blob_ids keys); undefined unless 64 lowercase hex. */
