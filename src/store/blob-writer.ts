@@ -99,14 +99,14 @@ export class BlobWriter {
   expectLength(declared: number | null): void {
     this.declared = declared;
     if (declared !== null && declared > this.opts.maxBytes) {
-      throw new BodyRejectedError(`image at ${this.shown} is ${formatBytes(declared)}, over the ${formatBytes(this.opts.maxBytes)} cap (FLEETQ_MAX_IMAGE_SIZE)`);
+      throw new BodyRejectedError(`image at ${this.shown} is ${formatBytes(declared)}, over the ${formatBytes(this.opts.maxBytes)} cap`, { settings: ['maxImageSize'] });
     }
   }
 
   async write(chunk: Buffer): Promise<void> {
     this.bytes += chunk.length;
     if (this.bytes > this.opts.maxBytes) {
-      throw new BodyRejectedError(`image at ${this.shown} exceeds the ${formatBytes(this.opts.maxBytes)} cap (FLEETQ_MAX_IMAGE_SIZE)`);
+      throw new BodyRejectedError(`image at ${this.shown} exceeds the ${formatBytes(this.opts.maxBytes)} cap`, { settings: ['maxImageSize'] });
     }
     if (!this.format) {
       this.head.push(chunk);

@@ -18,12 +18,11 @@ import { redactUrl } from '../lib/redact.js';
 import { defaultJobOptions, type RetryDefaults } from '../queues/job-options.js';
 import { imageChildId } from '../queues/names.js';
 import type { BaseEnsurer } from '../restore/restore-handler.js';
-import { BaseImageUnavailableError, SnapshotRecordError } from '../restore/restore-errors.js';
+import { BaseImageUnavailableError, BlobMissingError, SnapshotRecordError } from '../restore/restore-errors.js';
 import type { BaseImage } from '../restore/snapshot-base.js';
 import { type BlobInfo, statBlob } from '../store/blob-store.js';
 import { inspectStore } from '../ensure/inspect-store.js';
 import type { StorePaths } from '../store/paths.js';
-import { BlobMissingError } from '../store/store-errors.js';
 
 export interface QueueEnsurerDeps {
   images: Queue;
