@@ -228,7 +228,9 @@ describe('a bad FLEETQ_IMAGE_ALLOW entry stops the worker at start', () => {
     try {
       const [code, signal] = (await once(proc, 'close')) as [number | null, NodeJS.Signals | null];
       expect({ code, signal }).toEqual({ code: 2, signal: null });
-      expect(stderr).toContain('invalid FLEETQ_IMAGE_ALLOW entry "ftp://mirror.example": scheme ftp: is not http: or https:');
+      expect(stderr).toContain('invalid image allow-list entry "ftp://mirror.example": scheme ftp: is not http: or https:');
+      // fetch/ names the setting; the CLI names its variable.
+      expect(stderr).toMatch(/^fleetq: invalid image allow-list entry .* \(FLEETQ_IMAGE_ALLOW\)$/m);
     } finally {
       clearTimeout(timer);
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
