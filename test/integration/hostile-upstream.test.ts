@@ -245,7 +245,7 @@ describe('5. a minimum transfer rate', () => {
       const started = Date.now();
       const r = await h.images.settle(await h.ensure(url, img.digest, { attempts: 1 }), 20_000);
       expect(r.state).toBe('failed');
-      expect(r.failedReason).toMatch(/under the minimum 64\.0 KiB .*stalled/);
+      expect(r.failedReason).toMatch(/under the minimum 64\.0 KiB: stalled \(FLEETQ_MIN_RATE \/ FLEETQ_RATE_WINDOW\)$/);
       expect(Date.now() - started).toBeLessThan(10_000);
       const conn = new Redis(redis.url);
       expect(await conn.exists(pullLockRedisKey('fleetq', h.id, { kind: 'digest', digest: Digest.parse(img.digest) }))).toBe(0);
