@@ -21,7 +21,7 @@ import { failureLine, toBullmqError } from '../../../src/worker/to-bullmq-error.
 const modules = { exitCodes, usage, fetchErrors, libErrors, lockErrors, fleet, redisServer, restoreErrors, storeErrors };
 const errorClasses = Object.entries(modules).flatMap(([m, exports]) =>
   Object.entries(exports as Record<string, unknown>)
-    .filter(([, v]) => typeof v === 'function' && (v as { prototype?: unknown }).prototype instanceof Error)
+    .filter(([, v]) => v !== AppError && typeof v === 'function' && (v as { prototype?: unknown }).prototype instanceof Error)
     .map(([name, v]) => [`${m}.${name}`, v as abstract new (...args: never[]) => Error] as const),
 );
 
