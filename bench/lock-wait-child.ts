@@ -15,6 +15,7 @@
 import { lstat, writeFile } from 'node:fs/promises';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
+import { Digest } from '../src/lib/digest.js';
 import { lockKeyPrefix, type PullKey } from '../src/lock/keys.js';
 import { PullCoordinator } from '../src/lock/pull-coordinator.js';
 import { ReleaseNotifier } from '../src/lock/release-notifier.js';
@@ -57,14 +58,14 @@ interface Msg {
 }
 
 process.on('message', (m: Msg) => {
-  const key: PullKey = { kind: 'digest', value: m.digest ?? '' };
+  const key = (): PullKey => ({ kind: 'digest', digest: Digest.parse(m.digest) });
   const recheck = async () => ((await exists(m.file!)) ? 'present' : undefined);
   if (m.cmd === 'lead') {
     const committed = new Promise<void>((r) => (commit = r));
     let tCommit = 0;
     coordinator()
       .run({
-        key,
+        key: key(),
         recheck,
         lead: async () => {
           send({ ev: 'leading' });
@@ -87,7 +88,7 @@ process.on('message', (m: Msg) => {
     Promise.all(
       Array.from({ length: m.n! }, async () => {
         const o = await coordinator().run({
-          key,
+          key: key(),
           recheck,
           lead: async () => {
             throw new Error('a follower became the leader');

@@ -1,6 +1,7 @@
 /** Bench-side helpers on a cocoon root: plant or remove blobs, plant snapshots for the fake cocoon. */
 import { chmod, copyFile, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Digest } from '../../src/lib/digest.js';
 import { blobPath, storePaths } from '../../src/store/paths.js';
 import { plantSnapshot as plantCocoonSnapshot, setHostCores } from '../../test/helpers/cocoon.js';
 import type { BenchImage } from './images.js';
@@ -9,7 +10,7 @@ import { FAKE_COCOON } from './paths.js';
 export async function plantBlob(root: string, img: BenchImage): Promise<void> {
   const p = storePaths(root);
   await mkdir(p.blobs, { recursive: true });
-  const file = blobPath(p, img.digest);
+  const file = blobPath(p, Digest.parse(img.digest));
   await copyFile(img.file, file);
   await chmod(file, 0o444);
 }
@@ -17,7 +18,7 @@ export async function plantBlob(root: string, img: BenchImage): Promise<void> {
 /** Remove the blob (and leftovers in temp/) so the next job must download again. */
 export async function removeBlob(root: string, img: BenchImage): Promise<void> {
   const p = storePaths(root);
-  await rm(blobPath(p, img.digest), { force: true });
+  await rm(blobPath(p, Digest.parse(img.digest)), { force: true });
   let names: string[] = [];
   try {
     names = await readdir(p.temp);

@@ -13,6 +13,8 @@
  * | 3    | timeout: `--wait --timeout` elapsed (the job carries on)                 |
  * | 4    | not found: a job id named on the command line does not exist            |
  */
+import { AppError } from '../lib/errors.js';
+
 export const EXIT = {
   OK: 0,
   FAILED: 1,
@@ -23,10 +25,12 @@ export const EXIT = {
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
 /** An error that ends the command with one line on stderr and a given exit code. */
-export class CliError extends Error {
+export class CliError extends AppError {
+  readonly permanent = true;
   constructor(
     message: string,
     readonly exitCode: ExitCode,
+    readonly code: `E_${string}` = 'E_CLI',
   ) {
     super(message);
   }
@@ -35,13 +39,13 @@ export class CliError extends Error {
 /** A job id (or other object named on the command line) does not exist: exit 4. */
 export class NotFoundError extends CliError {
   constructor(message: string) {
-    super(message, EXIT.NOT_FOUND);
+    super(message, EXIT.NOT_FOUND, 'E_NOT_FOUND');
   }
 }
 
 /** The operator answered "no" at a confirmation prompt: exit 1, nothing changed. */
 export class DeclinedError extends CliError {
   constructor(message = 'aborted: nothing was changed') {
-    super(message, EXIT.FAILED);
+    super(message, EXIT.FAILED, 'E_DECLINED');
   }
 }

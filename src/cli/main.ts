@@ -6,6 +6,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../lib/errors.js';
+import { messageWithSettings } from '../config/setting-hint.js';
 import { VERSION } from '../version.js';
 import { registerEnqueue } from './commands/enqueue.js';
 import { registerWorker } from './commands/worker.js';
@@ -82,8 +83,8 @@ export async function main(argv = process.argv): Promise<void> {
     const cause = (err as { cause?: unknown }).cause;
     const cli = err instanceof CliError ? err : cause instanceof CliError ? cause : undefined;
     if (cli) return fail(cli.message, cli.exitCode);
-    if (err instanceof ConfigError) return fail(err.message, EXIT.USAGE);
-    fail((err as Error).message ?? String(err), EXIT.FAILED);
+    if (err instanceof ConfigError) return fail(messageWithSettings(err), EXIT.USAGE);
+    fail(err instanceof Error ? messageWithSettings(err) : String(err), EXIT.FAILED);
   }
 }
 

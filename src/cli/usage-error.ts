@@ -4,7 +4,7 @@ import { CliError, EXIT } from './exit-codes.js';
 
 export class UsageError extends CliError {
   constructor(message: string) {
-    super(message, EXIT.USAGE);
+    super(message, EXIT.USAGE, 'E_USAGE');
   }
 }
 

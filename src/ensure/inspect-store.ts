@@ -1,4 +1,5 @@
 /** Gather what the pull policy needs to know about the store (the I/O half of the policy). */
+import type { Digest } from '../lib/digest.js';
 import type { StoreView } from '../policy/pull-policy.js';
 import { type BlobInfo, statBlob } from '../store/blob-store.js';
 import { lookupUrl } from '../store/image-index.js';
@@ -11,7 +12,7 @@ export interface StoreSnapshot {
   urlBlob?: BlobInfo | undefined;
 }
 
-export async function inspectStore(paths: StorePaths, url: string, pinned: string | undefined): Promise<StoreSnapshot> {
+export async function inspectStore(paths: StorePaths, url: string, pinned: Digest | undefined): Promise<StoreSnapshot> {
   const pinnedBlob = pinned ? await statBlob(paths, pinned) : undefined;
   if (pinnedBlob) {
     // The pinned blob is there: the URL cache does not matter, skip reading it.

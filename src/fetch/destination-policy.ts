@@ -22,7 +22,8 @@ import { BlockList, isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { ConfigError } from '../lib/errors.js';
 
-export const ALLOW_VARIABLE = 'FLEETQ_IMAGE_ALLOW';
+/** The config key of the allow-list (the worker shows its variable). */
+export const ALLOW_SETTING = 'imageAllow';
 
 export type AllowEntry =
   | { readonly kind: 'origin'; readonly text: string; readonly protocol: 'http:' | 'https:'; readonly hostname: string; readonly port: number }
@@ -65,7 +66,7 @@ export type Decision = { allowed: true } | { allowed: false; reason: string };
 
 export const REASON_METADATA = 'link-local/metadata address';
 export const REASON_REDIS = "fleetq's own Redis";
-export const REASON_NOT_ALLOWED = `not in ${ALLOW_VARIABLE}`;
+export const REASON_NOT_ALLOWED = 'not in the image allow-list';
 
 const METADATA = new BlockList();
 METADATA.addSubnet('169.254.0.0', 16, 'ipv4'); // link-local; AWS/GCP/Azure/OCI/DO metadata at .169.254
@@ -121,9 +122,10 @@ function defaultPort(protocol: string): number {
 
 function badEntry(entry: string, why: string): ConfigError {
   return new ConfigError(
-    `invalid ${ALLOW_VARIABLE} entry ${JSON.stringify(entry)}: ${why} ` +
+    `invalid image allow-list entry ${JSON.stringify(entry)}: ${why} ` +
       '(entries are origins like https://img.example.com, hosts like img.example.com or *.example.com, or CIDRs like 10.0.0.0/8)',
-    ALLOW_VARIABLE,
+    undefined,
+    { settings: [ALLOW_SETTING] },
   );
 }
 

@@ -1,4 +1,4 @@
-import { AppError } from '../lib/errors.js';
+import { AppError, type AppErrorOptions, errorKind } from '../lib/errors.js';
 
 /**
  * Upstream answered with a non-200 status. 4xx (but 408/425/429) is permanent; 5xx is transient.
@@ -26,28 +26,16 @@ export class HttpStatusError extends AppError {
 }
 
 /** Connection refused/reset, DNS, TLS, socket closed mid-body. Transient. */
-export class NetworkError extends AppError {
-  readonly code = 'E_NETWORK' as const;
-  readonly permanent = false;
-}
+export class NetworkError extends errorKind('E_NETWORK', false) {}
 
 /** The body ended before Content-Length bytes arrived. Transient. */
-export class TruncatedBodyError extends AppError {
-  readonly code = 'E_TRUNCATED' as const;
-  readonly permanent = false;
-}
+export class TruncatedBodyError extends errorKind('E_TRUNCATED', false) {}
 
 /** No response or no body progress in time, or the whole download took too long. Transient. */
-export class DownloadTimeoutError extends AppError {
-  readonly code = 'E_TIMEOUT' as const;
-  readonly permanent = false;
-}
+export class DownloadTimeoutError extends errorKind('E_TIMEOUT', false) {}
 
 /** Fewer than FLEETQ_MIN_RATE bytes in FLEETQ_RATE_WINDOW (a slowloris or a dying link). Transient. */
-export class DownloadStalledError extends AppError {
-  readonly code = 'E_STALLED' as const;
-  readonly permanent = false;
-}
+export class DownloadStalledError extends errorKind('E_STALLED', false) {}
 
 /**
  * The destination (first URL or a redirect hop) is refused by the destination
@@ -55,20 +43,16 @@ export class DownloadStalledError extends AppError {
  * before any socket is opened, so the message cannot tell an open port from a
  * closed one. Permanent.
  */
-export class DestinationRefusedError extends AppError {
-  readonly code = 'E_DESTINATION_REFUSED' as const;
-  readonly permanent = true;
+export class DestinationRefusedError extends errorKind('E_DESTINATION_REFUSED', true) {
   constructor(
     /** host:port as requested (plus the resolved address when the host is a name). */
     readonly destination: string,
     readonly reason: string,
+    options?: AppErrorOptions,
   ) {
-    super(`destination refused by policy: ${destination} (${reason})`);
+    super(`destination refused by policy: ${destination} (${reason})`, options);
   }
 }
 
 /** A redirect that must not be followed: non-http(s) target, a loop, or too many hops. Permanent. */
-export class RedirectError extends AppError {
-  readonly code = 'E_REDIRECT' as const;
-  readonly permanent = true;
-}
+export class RedirectError extends errorKind('E_REDIRECT', true) {}

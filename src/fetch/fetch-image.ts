@@ -114,7 +114,7 @@ export async function fetchImage(opts: FetchImageOptions): Promise<ImageResponse
       opts.minRate > 0
         ? setInterval(() => {
             if (windowBytes < opts.minRate) {
-              stall.abort(new DownloadStalledError(`download of ${shownUrl} moved ${formatBytes(windowBytes)} in ${opts.rateWindowMs / 1000}s, under the minimum ${formatBytes(opts.minRate)} (FLEETQ_MIN_RATE / FLEETQ_RATE_WINDOW): stalled`));
+              stall.abort(new DownloadStalledError(`download of ${shownUrl} moved ${formatBytes(windowBytes)} in ${opts.rateWindowMs / 1000}s, under the minimum ${formatBytes(opts.minRate)}: stalled`, { settings: ['minRate', 'rateWindowMs'] }));
             }
             windowBytes = 0;
           }, opts.rateWindowMs)
@@ -157,12 +157,12 @@ function classifyFetchError(err: unknown, opts: FetchImageOptions, deadline: Abo
   if (stall.aborted) return stall.reason;
   if (err instanceof AppError) return err;
   if (deadline.aborted) {
-    return new DownloadTimeoutError(`download of ${url} did not finish within ${opts.totalTimeoutMs / 1000}s (FLEETQ_DOWNLOAD_TIMEOUT)`, { cause: err });
+    return new DownloadTimeoutError(`download of ${url} did not finish within ${opts.totalTimeoutMs / 1000}s`, { cause: err, settings: ['downloadTimeoutMs'] });
   }
   const code = (err as { code?: string }).code ?? '';
   const message = (err as Error).message ?? String(err);
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
-    return new DownloadTimeoutError(`no data from ${url} within the idle timeout (FLEETQ_DOWNLOAD_IDLE_TIMEOUT): ${message}`, { cause: err });
+    return new DownloadTimeoutError(`no data from ${url} within the idle timeout: ${message}`, { cause: err, settings: ['downloadIdleTimeoutMs'] });
   }
   if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
     return new TruncatedBodyError(`body of ${url} was truncated: ${message}`, { cause: err });

@@ -10,10 +10,12 @@ import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { buildConnector, errors } from 'undici';
 import {
+  ALLOW_SETTING,
   canonicalIp,
   decideDestination,
   type DestinationPolicy,
   formatDestination,
+  REASON_NOT_ALLOWED,
   redisHostToResolve,
   withRedisAddresses,
 } from './destination-policy.js';
@@ -90,7 +92,7 @@ export function createGuardedConnector(opts: GuardedConnectorOptions): buildConn
       if (d.allowed) allowed.push(address);
       else {
         const shown = formatDestination(hostname, o.port, o.protocol);
-        refusal ??= new DestinationRefusedError(literal ? shown : `${shown} via ${address}`, d.reason);
+        refusal ??= new DestinationRefusedError(literal ? shown : `${shown} via ${address}`, d.reason, d.reason === REASON_NOT_ALLOWED ? { settings: [ALLOW_SETTING] } : undefined);
       }
     }
     if (allowed.length === 0) throw refusal ?? new DestinationRefusedError(formatDestination(hostname, o.port, o.protocol), 'no address');

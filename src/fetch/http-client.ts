@@ -155,7 +155,8 @@ class GuardedRedirectHandler implements Dispatcher.DispatchHandler {
     }
     if (this.hops >= this.maxRedirects) {
       return new RedirectError(
-        `too many redirects: ${shown(this.start)} still redirects after ${this.maxRedirects} hop${this.maxRedirects === 1 ? '' : 's'} (FLEETQ_MAX_REDIRECTS=${this.maxRedirects}; next: ${shown(target)})`,
+        `too many redirects: ${shown(this.start)} still redirects after ${this.maxRedirects} hop${this.maxRedirects === 1 ? '' : 's'}, the limit (next: ${shown(target)})`,
+        { settings: ['maxRedirects'] },
       );
     }
     this.next = { url: target, status };

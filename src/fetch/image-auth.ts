@@ -24,7 +24,8 @@ import { inspect } from 'node:util';
 import { ConfigError } from '../lib/errors.js';
 import { redactUrl } from '../lib/redact.js';
 
-export const IMAGE_AUTH_ENV = 'FLEETQ_IMAGE_AUTH_FILE';
+/** The config key of the credential store (the worker shows its variable). */
+export const IMAGE_AUTH_SETTING = 'imageAuthFile';
 
 /** The headers the store may set (lower case). All are dropped on a cross-origin redirect. */
 export const AUTH_HEADER_NAMES: ReadonlySet<string> = new Set(['authorization', 'cookie', 'x-api-key', 'private-token', 'x-auth-token']);
@@ -90,7 +91,7 @@ function pathMatches(pathname: string, prefix: string): boolean {
 }
 
 function fail(source: string, why: string): never {
-  throw new ConfigError(`invalid ${IMAGE_AUTH_ENV} (${source}): ${why}`, IMAGE_AUTH_ENV);
+  throw new ConfigError(`invalid image credential store (${source}): ${why}`, undefined, { settings: [IMAGE_AUTH_SETTING] });
 }
 
 // Visible ASCII and blanks, as RFC 9110 field values (no CR, LF, NUL: no header injection).

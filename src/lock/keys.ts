@@ -13,23 +13,27 @@
  * carries the prefix itself, `<prefix>:pull-released:<host>:…`.
  */
 import { createHash } from 'node:crypto';
+import type { Digest } from '../lib/digest.js';
 
-export interface PullKey {
-  kind: 'digest' | 'url';
-  value: string;
-  /**
-   * For a digest key: the URL this job fetches from. It does not change the
-   * Redis lock (one download per (host, digest) at a time) but it does split
-   * in-process flights: a digest mismatch is a verdict on (URL, digest), so a
-   * job whose URL serves the right bytes must not share another URL's failure.
-   */
-  url?: string | undefined;
-}
+/** What a pull is serialised on: the pinned digest, else the URL. */
+export type PullKey =
+  | {
+      kind: 'digest';
+      digest: Digest;
+      /**
+       * The URL this job fetches from. It does not change the Redis lock (one
+       * download per (host, digest) at a time) but it does split in-process
+       * flights: a digest mismatch is a verdict on (URL, digest), so a job
+       * whose URL serves the right bytes must not share another URL's failure.
+       */
+      url?: string | undefined;
+    }
+  | { kind: 'url'; url: string };
 
 const urlHash = (url: string) => createHash('sha256').update(url).digest('hex');
 
 function keyPart(key: PullKey): string {
-  return key.kind === 'digest' ? `digest:${key.value.slice('sha256:'.length)}` : `url:${urlHash(key.value)}`;
+  return key.kind === 'digest' ? `digest:${key.digest.hex}` : `url:${urlHash(key.url)}`;
 }
 
 /** The ioredis `keyPrefix` of the lock client: `<prefix>:`. */

@@ -5,6 +5,7 @@
 import { type Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/schema.js';
+import { errorKind } from '../lib/errors.js';
 import { producerConnection, waitReady } from '../queues/connection.js';
 import { type QueueKind, queueName } from '../queues/names.js';
 import { queueOptions } from '../queues/queue-options.js';
@@ -86,4 +87,5 @@ export class Fleet {
   }
 }
 
-export class UnknownHostError extends Error {}
+/** A host named on the command line has never registered. */
+export class UnknownHostError extends errorKind('E_UNKNOWN_HOST', true) {}

@@ -6,14 +6,16 @@
  * downloaded, bypassing the URL→blob cache, because that cache may point at a
  * different (stale or newer) digest after a mutable tag was re-pushed.
  */
+import type { Digest } from '../lib/digest.js';
+import type { PullKey } from '../lock/keys.js';
 
 export interface StoreView {
   /** The pinned digest, if the job pins one. */
-  pinned?: string | undefined;
+  pinned?: Digest | undefined;
   /** Whether blobs/<pinned>.qcow2 is a valid blob. */
   pinnedBlobValid: boolean;
   /** The URL's index entry, if any. */
-  urlEntry?: { digest: string; size: number } | undefined;
+  urlEntry?: { digest: Digest; size: number } | undefined;
   /** Whether the entry's blob is a regular file whose size equals the entry's. */
   urlEntryBlobValid: boolean;
 }
@@ -29,8 +31,8 @@ export interface PolicyOptions {
 }
 
 export type PullDecision =
-  | { action: 'present'; digest: string; via: 'pinned-blob' | 'url-cache' }
-  | { action: 'download'; expectDigest?: string | undefined; reason: DownloadReason };
+  | { action: 'present'; digest: Digest; via: 'pinned-blob' | 'url-cache' }
+  | { action: 'download'; expectDigest?: Digest | undefined; reason: DownloadReason };
 
 export type DownloadReason = 'forced' | 'pinned-missing' | 'pinned-missing-url-cache-stale' | 'not-cached' | 'cached-blob-invalid';
 
@@ -42,7 +44,7 @@ export function decidePull(view: StoreView, opts: PolicyOptions = {}): PullDecis
     if (opts.trustUrlCacheOverPin && view.urlEntry && view.urlEntryBlobValid) {
       return { action: 'present', digest: view.urlEntry.digest, via: 'url-cache' };
     }
-    const stale = view.urlEntry !== undefined && view.urlEntry.digest !== pinned;
+    const stale = view.urlEntry !== undefined && !view.urlEntry.digest.equals(pinned);
     return { action: 'download', expectDigest: pinned, reason: stale ? 'pinned-missing-url-cache-stale' : 'pinned-missing' };
   }
   if (!view.urlEntry) return { action: 'download', reason: 'not-cached' };
@@ -54,6 +56,6 @@ export function decidePull(view: StoreView, opts: PolicyOptions = {}): PullDecis
  * The key that serialises downloads on one host: the digest when pinned (with
  * the URL, which splits in-process flights but not the lock), else the URL.
  */
-export function pullKey(pinned: string | undefined, url: string): { kind: 'digest' | 'url'; value: string; url?: string } {
-  return pinned ? { kind: 'digest', value: pinned, url } : { kind: 'url', value: url };
+export function pullKey(pinned: Digest | undefined, url: string): PullKey {
+  return pinned ? { kind: 'digest', digest: pinned, url } : { kind: 'url', url };
 }

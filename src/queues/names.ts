@@ -12,6 +12,7 @@
  * `images-<host>` / `restores-<host>`: `fleetq migrate` moves their jobs.
  */
 import { createHash } from 'node:crypto';
+import type { Digest } from '../lib/digest.js';
 
 export type QueueKind = 'images' | 'restores';
 export const QUEUE_KINDS: readonly QueueKind[] = ['images', 'restores'];
@@ -90,9 +91,9 @@ export function queueOfBoardName(name: string): { kind: QueueKind; host: string;
  * URL must not collapse into one pinning D through a bad URL.
  * Published in docs/JOBS.md for producers that do not use fleetq's helpers.
  */
-export function ensureImageDedupId(host: string, image: string, digest: string | undefined, force: boolean | undefined): string {
+export function ensureImageDedupId(host: string, image: string, digest: Digest | undefined, force: boolean | undefined): string {
   const url = `u-${createHash('sha256').update(image).digest('hex').slice(0, 40)}`;
-  const what = digest ? `d-${digest.slice('sha256:'.length)}.${url}` : url;
+  const what = digest ? `d-${digest.hex}.${url}` : url;
   return `ensure-image.${host}.${what}${force ? '.force' : ''}`;
 }
 

@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { childExit } from '../lib/child-exit.js';
+import { errorKind } from '../lib/errors.js';
 import { mkdir } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { freePort } from '../lib/free-port.js';
@@ -35,7 +36,8 @@ export interface RedisServer {
   kill(): Promise<void>;
 }
 
-export class RedisServerMissingError extends Error {}
+/** No redis-server binary to start (`fleetq start` / `worker --redis-server`). */
+export class RedisServerMissingError extends errorKind('E_REDIS_SERVER_MISSING', true) {}
 
 export async function startRedisServer(opts: RedisServerOptions): Promise<RedisServer> {
   await mkdir(opts.dir, { recursive: true });

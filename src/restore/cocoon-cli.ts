@@ -79,7 +79,8 @@ export class CocoonCli {
     if (parsed === undefined) {
       const shown = run.stdout.trim().split('\n').slice(0, 2).join(' / ').slice(0, 160);
       throw new CocoonOutputError(
-        `cocoon ${args.slice(0, 2).join(' ')} exited 0 but printed ${shown ? `"${shown}"` : 'nothing'} instead of ${what}: is ${this.opts.bin} a cocoon that knows this command? (FLEETQ_COCOON_BIN)`,
+        `cocoon ${args.slice(0, 2).join(' ')} exited 0 but printed ${shown ? `"${shown}"` : 'nothing'} instead of ${what}: is ${this.opts.bin} a cocoon that knows this command?`,
+        { settings: ['cocoonBin'] },
       );
     }
     return parsed;

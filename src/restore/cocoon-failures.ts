@@ -9,6 +9,8 @@ export interface CocoonFailureRule {
   match: RegExp;
   permanent: boolean;
   hint: string;
+  /** Worker settings (config keys) that may be the cause; the worker shows their variables. */
+  settings?: readonly string[];
 }
 
 export const COCOON_FAILURE_TABLE: readonly CocoonFailureRule[] = [
@@ -16,7 +18,7 @@ export const COCOON_FAILURE_TABLE: readonly CocoonFailureRule[] = [
   { code: 'E_COCOON_BACKING_FILE', match: /Backing file I\/O error|Could not open backing file/i, permanent: false, hint: 'the base image is missing: the retry ensures it first' },
   // §1 process conventions: arguments and configuration.
   { code: 'E_COCOON_BAD_ARGS', match: /unknown (shorthand )?flag|flag needs an argument|invalid argument ".*" for "|bad flag syntax|unknown command ".*" for "cocoon"|accepts \d+ arg\(s\), received \d+|requires at least \d+ arg\(s\)/i, permanent: true, hint: 'cocoon rejected the arguments (fleetq and cocoon versions out of step?)' },
-  { code: 'E_COCOON_CONFIG', match: /^Error: (read config: |config: )|Unknown Level String/m, permanent: true, hint: 'cocoon cannot load its configuration: check FLEETQ_COCOON_CONFIG and the directories' },
+  { code: 'E_COCOON_CONFIG', match: /^Error: (read config: |config: )|Unknown Level String/m, permanent: true, hint: "cocoon cannot load its configuration: check the worker's cocoon --config file and the directories", settings: ['cocoonConfig'] },
   // §3/§4 validation, in cocoon's order.
   { code: 'E_COCOON_SNAPSHOT_NOT_FOUND', match: /snapshot not found/i, permanent: true, hint: 'the snapshot does not exist on this host' },
   { code: 'E_COCOON_VM_NOT_FOUND', match: /VM not found/, permanent: true, hint: 'the VM does not exist on this host' },
@@ -39,12 +41,13 @@ export interface CocoonVerdict {
   code: `E_COCOON_${string}`;
   permanent: boolean;
   hint: string;
+  settings?: readonly string[] | undefined;
 }
 
 /** Classify cocoon's stderr (its `Error: …` lines). Unknown failures are transient. */
 export function classifyCocoonFailure(stderr: string): CocoonVerdict {
   for (const rule of COCOON_FAILURE_TABLE) {
-    if (rule.match.test(stderr)) return { code: rule.code, permanent: rule.permanent, hint: rule.hint };
+    if (rule.match.test(stderr)) return { code: rule.code, permanent: rule.permanent, hint: rule.hint, settings: rule.settings };
   }
   return { code: 'E_COCOON_FAILED', permanent: false, hint: 'unrecognised cocoon failure: retried' };
 }

@@ -5,9 +5,6 @@
  * become a path, a URL before it can be fetched.
  */
 import { z } from 'zod';
-import { DIGEST_RE } from '../jobs/contracts/common.js';
-
-const HEX_RE = /^[0-9a-f]{64}$/;
 
 /** `types.VM` from `vm inspect`, `vm clone -o json`, `vm restore -o json`. */
 export const CocoonVm = z.looseObject({
@@ -40,14 +37,6 @@ export type CocoonSnapshot = z.infer<typeof CocoonSnapshot>;
 
 /** cocoon's VM states (`stopped (stale)` is how inspect shows a dead PID of a `running` record). */
 export type VmState = 'creating' | 'created' | 'running' | 'stopped' | 'error' | (string & {});
-
-export function isDigest(s: string | undefined): boolean {
-  return s !== undefined && DIGEST_RE.test(s);
-}
-
-export function isBlobHex(s: string): boolean {
-  return HEX_RE.test(s);
-}
 
 /** Parse one JSON document printed by cocoon; undefined when stdout is not that document (help text, empty…). */
 export function parseCocoonJson<S extends z.ZodType>(schema: S, stdout: string): z.output<S> | undefined {

@@ -15,6 +15,7 @@
  */
 import type { Logger } from 'pino';
 import { type RestorePayload, type RestoreResult, targetVm } from '../jobs/contracts/restore.js';
+import { Digest } from '../lib/digest.js';
 import { redactUrl } from '../lib/redact.js';
 import type { BlobInfo } from '../store/blob-store.js';
 import type { StorePaths } from '../store/paths.js';
@@ -85,7 +86,7 @@ export async function runRestore(p: RestorePayload, deps: RestoreDeps, ctx: Rest
       ? `base image decided: ${base.digest} (${base.source === 'snapshot' ? `recorded by snapshot ${p.snapshot}` : "the job's digest"})`
       : `base image decided: whatever ${base.url ? redactUrl(base.url) : 'its URL'} points at now (nothing pins a digest)`,
   );
-  const result = (digest: string | undefined, blobPath: string | undefined, extra: Partial<RestoreResult>): RestoreResult => ({
+  const result = (digest: Digest | undefined, blobPath: string | undefined, extra: Partial<RestoreResult>): RestoreResult => ({
     kind: p.kind,
     vm,
     snapshot: p.snapshot,
@@ -105,7 +106,8 @@ export async function runRestore(p: RestorePayload, deps: RestoreDeps, ctx: Rest
       if (judged.verdict === 'already-done') {
         ctx.log.info({ id: existing.id }, 'clone already made by an earlier attempt of this job: nothing to do');
         ctx.jobLog?.(`VM ${vm} (${existing.id}) was cloned by an earlier attempt of this job and is running: nothing to do`);
-        const digest = base.digest ?? existing.config.image_digest ?? snap.image_digest;
+        // base.digest is the snapshot's (or the job's); an old snapshot may record none, while the VM does.
+        const digest = base.digest ?? Digest.from(existing.config.image_digest);
         return result(digest, undefined, { outcome: 'already-done', cocoon: existing });
       }
       if (judged.verdict === 'in-progress') throw new CloneInProgressError(judged.message);

@@ -77,19 +77,20 @@ export async function runCocoon(opts: RunCocoonOptions): Promise<CocoonRun> {
   if (spawnError) {
     const missing = spawnError.code === 'ENOENT';
     throw new CocoonError(
-      missing ? `cocoon binary not found: ${opts.bin} (install cocoon or set FLEETQ_COCOON_BIN)` : `cannot run ${opts.bin}: ${spawnError.message}`,
+      missing ? `cocoon binary not found: ${opts.bin} (install cocoon or point the worker at it)` : `cannot run ${opts.bin}: ${spawnError.message}`,
       missing ? 'E_COCOON_MISSING' : 'E_COCOON_SPAWN',
       missing,
+      { settings: ['cocoonBin'] },
     );
   }
   if (stoppedBy === 'abort') throw opts.signal?.reason ?? new CocoonError(`${cmd} aborted`, 'E_COCOON_ABORTED', false);
   if (stoppedBy === 'timeout') {
-    throw new CocoonError(`${cmd} timed out after ${opts.timeoutMs / 1000}s (FLEETQ_COCOON_TIMEOUT)${last ? `: ${last}` : ''}`, 'E_COCOON_TIMEOUT', false);
+    throw new CocoonError(`${cmd} timed out after ${opts.timeoutMs / 1000}s${last ? `: ${last}` : ''}`, 'E_COCOON_TIMEOUT', false, { settings: ['cocoonTimeoutMs'] });
   }
   if (signal) throw new CocoonError(`${cmd} was killed by ${signal}${last ? `: ${last}` : ''}`, 'E_COCOON_KILLED', false);
   if (code !== 0) {
     const verdict = classifyCocoonFailure((errors.length ? errors : tail).join('\n'));
-    throw new CocoonError(`${cmd} exited ${code}: ${last || '(no output)'} [${verdict.code}: ${verdict.hint}]`, verdict.code, verdict.permanent);
+    throw new CocoonError(`${cmd} exited ${code}: ${last || '(no output)'} [${verdict.code}: ${verdict.hint}]`, verdict.code, verdict.permanent, { settings: verdict.settings });
   }
   return { stdout, stderrTail: tail, durationMs };
 }

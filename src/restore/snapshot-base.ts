@@ -12,12 +12,13 @@
  */
 import { ImageUrl } from '../jobs/contracts/common.js';
 import type { RestorePayload } from '../jobs/contracts/restore.js';
-import { type CocoonSnapshot, isBlobHex, isDigest } from './cocoon-records.js';
+import { Digest } from '../lib/digest.js';
+import type { CocoonSnapshot } from './cocoon-records.js';
 import { BaseImageMismatchError, SnapshotRecordError } from './restore-errors.js';
 
 export interface BaseImage {
   /** The digest to ensure; undefined only for source "url". */
-  digest?: string | undefined;
+  digest?: Digest | undefined;
   /** Where to pull it from when it is missing. */
   url?: string | undefined;
   source: 'snapshot' | 'job' | 'url';
@@ -25,20 +26,29 @@ export interface BaseImage {
   note?: string | undefined;
 }
 
-/** The digest recorded by the snapshot: `image_digest`, else the single key of `image_blob_ids`. */
-export function snapshotDigest(snap: CocoonSnapshot, jobDigest?: string): string | undefined {
+/**
+ * The digest recorded by the snapshot: `image_digest`, else the single key of
+ * `image_blob_ids`. The record is read from disk: this is where its digest is
+ * checked, once.
+ */
+export function snapshotDigest(snap: CocoonSnapshot, jobDigest?: Digest): Digest | undefined {
   const recorded: string | undefined = snap.image_digest;
   if (recorded !== undefined && recorded !== '') {
-    if (!isDigest(recorded)) throw new SnapshotRecordError(`snapshot ${snap.name ?? snap.id} records image_digest ${JSON.stringify(recorded.slice(0, 80))}, which is not sha256:<64 hex>`);
-    return recorded;
+    const digest = Digest.from(recorded);
+    if (!digest) throw new SnapshotRecordError(`snapshot ${snap.name ?? snap.id} records image_digest ${JSON.stringify(recorded.slice(0, 80))}, which is not sha256:<64 hex>`);
+    return digest;
   }
   const keys = Object.keys(snap.image_blob_ids ?? {});
-  const bad = keys.find((k) => !isBlobHex(k));
-  if (bad !== undefined) throw new SnapshotRecordError(`snapshot ${snap.name ?? snap.id} records image_blob_ids key ${JSON.stringify(bad.slice(0, 80))}, which is not 64 hex`);
-  if (keys.length === 1) return `sha256:${keys[0]}`;
-  if (keys.length > 1) {
+  const digests: Digest[] = [];
+  for (const k of keys) {
+    const d = Digest.fromHex(k);
+    if (!d) throw new SnapshotRecordError(`snapshot ${snap.name ?? snap.id} records image_blob_ids key ${JSON.stringify(k.slice(0, 80))}, which is not 64 hex`);
+    digests.push(d);
+  }
+  if (digests.length === 1) return digests[0];
+  if (digests.length > 1) {
     // Several base blobs and no image_digest: only a job digest among them can say which one.
-    if (jobDigest && keys.includes(jobDigest.slice('sha256:'.length))) return jobDigest;
+    if (jobDigest && digests.some((d) => d.equals(jobDigest))) return jobDigest;
     throw new SnapshotRecordError(`snapshot ${snap.name ?? snap.id} records ${keys.length} base blobs and no image_digest; pass the digest to use (--digest)`);
   }
   return undefined;
@@ -54,7 +64,7 @@ export function resolveBase(snap: CocoonSnapshot, p: RestorePayload): BaseImage 
   const snapUrl = parsedUrl?.success ? parsedUrl.data : undefined;
   const url = p.image ?? snapUrl;
   if (recorded) {
-    if (p.imageDigest && p.imageDigest !== recorded) throw new BaseImageMismatchError(p.snapshot, recorded, p.imageDigest);
+    if (p.imageDigest && !p.imageDigest.equals(recorded)) throw new BaseImageMismatchError(p.snapshot, recorded, p.imageDigest);
     return { digest: recorded, url, source: 'snapshot' };
   }
   if (p.imageDigest) {

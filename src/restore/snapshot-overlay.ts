@@ -10,6 +10,7 @@ import { execFile } from 'node:child_process';
 import { access, constants, realpath } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import type { Digest } from '../lib/digest.js';
 import { blobPath, type StorePaths } from '../store/paths.js';
 import { SnapshotBackingError } from './restore-errors.js';
 
@@ -33,7 +34,7 @@ async function sameFile(a: string, b: string): Promise<boolean> {
   }
 }
 
-export async function checkSnapshotOverlay(opts: { paths: StorePaths; snapshotId: string; digest: string; qemuImg: string; signal?: AbortSignal | undefined }): Promise<OverlayCheck> {
+export async function checkSnapshotOverlay(opts: { paths: StorePaths; snapshotId: string; digest: Digest; qemuImg: string; signal?: AbortSignal | undefined }): Promise<OverlayCheck> {
   const overlay = snapshotOverlayPath(opts.paths.root, opts.snapshotId);
   if (!overlay) return { checked: false, why: `snapshot id ${JSON.stringify(opts.snapshotId)} is not a cocoon id` };
   try {

@@ -7,11 +7,12 @@ import { randomBytes } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import { lstat, mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Digest } from '../lib/digest.js';
 import { removeIfExists } from './fs-atomic.js';
 import { blobPath, type StorePaths } from './paths.js';
 
 export interface BlobInfo {
-  digest: string;
+  digest: Digest;
   path: string;
   size: number;
 }
@@ -35,7 +36,7 @@ export async function ensureLayout(paths: StorePaths): Promise<void> {
  * item of a cache-hit job (see docs/BENCHMARKS.md). `throwIfNoEntry: false`
  * avoids building an exception for a missing blob.
  */
-export async function statBlob(paths: StorePaths, digest: string, expectedSize?: number): Promise<BlobInfo | undefined> {
+export async function statBlob(paths: StorePaths, digest: Digest, expectedSize?: number): Promise<BlobInfo | undefined> {
   const path = blobPath(paths, digest);
   const st = lstatSync(path, { throwIfNoEntry: false });
   if (!st || !st.isFile() || st.size <= 0) return undefined;

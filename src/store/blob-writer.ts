@@ -11,6 +11,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { chmod, type FileHandle, open, rename, stat } from 'node:fs/promises';
+import { Digest } from '../lib/digest.js';
 import { redactUrl } from '../lib/redact.js';
 import { formatBytes } from '../lib/units.js';
 import { type BlobInfo, newTempPath, statBlob } from './blob-store.js';
@@ -26,7 +27,7 @@ export interface BlobWriterOptions {
   source: string;
   maxBytes: number;
   /** The digest the bytes must hash to (a pinned job). */
-  expectDigest?: string | undefined;
+  expectDigest?: Digest | undefined;
   qemuImg: string;
   signal?: AbortSignal | undefined;
 }
@@ -122,14 +123,14 @@ export class BlobWriter {
   expectLength(declared: number | null): void {
     this.declared = declared;
     if (declared !== null && declared > this.opts.maxBytes) {
-      throw new BodyRejectedError(`image at ${this.shown} is ${formatBytes(declared)}, over the ${formatBytes(this.opts.maxBytes)} cap (FLEETQ_MAX_IMAGE_SIZE)`);
+      throw new BodyRejectedError(`image at ${this.shown} is ${formatBytes(declared)}, over the ${formatBytes(this.opts.maxBytes)} cap`, { settings: ['maxImageSize'] });
     }
   }
 
   async write(chunk: Buffer): Promise<void> {
     this.bytes += chunk.length;
     if (this.bytes > this.opts.maxBytes) {
-      throw new BodyRejectedError(`image at ${this.shown} exceeds the ${formatBytes(this.opts.maxBytes)} cap (FLEETQ_MAX_IMAGE_SIZE)`);
+      throw new BodyRejectedError(`image at ${this.shown} exceeds the ${formatBytes(this.opts.maxBytes)} cap`, { settings: ['maxImageSize'] });
     }
     if (!this.format) {
       // A copy: the chunk's memory may be reused once it is written (onWritten).
@@ -215,8 +216,8 @@ export class BlobWriter {
         this.fh = undefined;
       }
       const format = this.inspect(this.bytes);
-      const digest = `sha256:${this.hash.digest('hex')}`;
-      if (this.opts.expectDigest && digest !== this.opts.expectDigest) throw new DigestMismatchError(this.opts.expectDigest, digest, this.shown);
+      const digest = Digest.fromHex(this.hash.digest('hex'))!;
+      if (this.opts.expectDigest && !digest.equals(this.opts.expectDigest)) throw new DigestMismatchError(this.opts.expectDigest, digest, this.shown);
 
       let source = this.tempPath;
       if (format.kind !== 'rejected' && format.needsConversion) {
@@ -245,7 +246,7 @@ export class BlobWriter {
   }
 
   /** The critical section: blob into blobs/ and its index entry together (cocoon's own order, §9). */
-  private async install(source: string, digest: string, c: CommitOptions): Promise<Committed> {
+  private async install(source: string, digest: Digest, c: CommitOptions): Promise<Committed> {
     const target = blobPath(this.paths, digest);
     let blob = await statBlob(this.paths, digest);
     try {

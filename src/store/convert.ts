@@ -63,7 +63,7 @@ function runQemuImg(qemuImg: string, args: string[], signal?: AbortSignal): Prom
     execFile(qemuImg, args, { signal, maxBuffer: 4 * 1024 * 1024, encoding: 'utf8' }, (err: ExecFileException | null, stdout, stderr) => {
       if (!err) return done({ code: 0, stdout, stderr });
       if (err.code === 'ENOENT') {
-        return fail(new ConversionError(`${qemuImg} not found: install qemu-utils (apt-get install qemu-utils) or set FLEETQ_QEMU_IMG`, { cause: err }));
+        return fail(new ConversionError(`${qemuImg} not found: install qemu-utils (apt-get install qemu-utils) or point the worker at qemu-img`, { cause: err, settings: ['qemuImg'] }));
       }
       if (signal?.aborted) return fail(signal.reason ?? err);
       if (typeof err.code === 'number') return done({ code: err.code, stdout, stderr });

@@ -13,7 +13,7 @@
 import { statSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { Digest } from '../jobs/contracts/common.js';
+import { Digest } from '../lib/digest.js';
 import { withFileLock } from './file-lock.js';
 import { writeFileAtomic } from './fs-atomic.js';
 import type { StorePaths } from './paths.js';
@@ -21,7 +21,8 @@ import { IndexCorruptError } from './store-errors.js';
 
 export const IndexEntry = z.looseObject({
   ref: z.string(),
-  content_sum: Digest,
+  /** cocoon's name for the digest; a `Digest` once read. */
+  content_sum: Digest.schema,
   size: z.number().int().nonnegative(),
   created_at: z.string(),
 });
@@ -89,25 +90,25 @@ export async function updateIndex(paths: StorePaths, mutate: (index: ImageIndex)
  * download, and it cannot collide with a real URL entry (job URLs are stored
  * without fragment). `cocoon image ls` shows it as a separate cloudimg entry.
  */
-export function pinnedRef(url: string, digest: string): string {
+export function pinnedRef(url: string, digest: Digest): string {
   const hash = url.indexOf('#');
-  return `${hash === -1 ? url : url.slice(0, hash)}#${digest}`;
+  return `${hash === -1 ? url : url.slice(0, hash)}#${digest.value}`;
 }
 
 /** Point `url` at `digest` (what cocoon does after a successful pull); a `<url>#<digest>` entry becomes redundant. */
-export function setUrlEntry(index: ImageIndex, url: string, digest: string, size: number): void {
+export function setUrlEntry(index: ImageIndex, url: string, digest: Digest, size: number): void {
   index.images[url] = { ref: url, content_sum: digest, size, created_at: new Date().toISOString() };
   const pinned = pinnedRef(url, digest);
   if (pinned !== url) delete index.images[pinned];
 }
 
 /** Point `url` at `digest` under the lock. */
-export async function recordUrl(paths: StorePaths, url: string, digest: string, size: number): Promise<void> {
+export async function recordUrl(paths: StorePaths, url: string, digest: Digest, size: number): Promise<void> {
   await updateIndex(paths, (index) => setUrlEntry(index, url, digest, size));
 }
 
-export function referencesDigest(index: ImageIndex, digest: string): boolean {
-  for (const e of Object.values(index.images)) if (e.content_sum === digest) return true;
+export function referencesDigest(index: ImageIndex, digest: Digest): boolean {
+  for (const e of Object.values(index.images)) if (e.content_sum.equals(digest)) return true;
   return false;
 }
 
@@ -115,7 +116,7 @@ export function referencesDigest(index: ImageIndex, digest: string): boolean {
  * Make sure some entry references `digest` (so `cocoon gc` keeps its blob);
  * adds `<url>#<digest>` when none does. Returns whether it wrote.
  */
-export async function ensureReferenced(paths: StorePaths, url: string, digest: string, size: number): Promise<boolean> {
+export async function ensureReferenced(paths: StorePaths, url: string, digest: Digest, size: number): Promise<boolean> {
   let wrote = false;
   await updateIndex(paths, (index) => {
     if (referencesDigest(index, digest)) return false;
@@ -135,14 +136,14 @@ export class IndexReferences {
   private stamp = '';
   private digests = new Set<string>();
 
-  async has(paths: StorePaths, digest: string): Promise<boolean> {
+  async has(paths: StorePaths, digest: Digest): Promise<boolean> {
     const st = statSync(paths.index, { throwIfNoEntry: false, bigint: false });
     const stamp = st ? `${st.ino}:${st.size}:${st.mtimeMs}` : 'none';
     if (stamp !== this.stamp) {
       const index = await readIndex(paths);
-      this.digests = new Set(Object.values(index.images).map((e) => e.content_sum));
+      this.digests = new Set(Object.values(index.images).map((e) => e.content_sum.value));
       this.stamp = stamp;
     }
-    return this.digests.has(digest);
+    return this.digests.has(digest.value);
   }
 }

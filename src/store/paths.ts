@@ -7,7 +7,7 @@
  *   <root>/cloudimg/blobs/<hex>.qcow2   base images, 0444, named by sha256 of the HTTP body
  */
 import { join } from 'node:path';
-import { DIGEST_RE } from '../jobs/contracts/common.js';
+import type { Digest } from '../lib/digest.js';
 
 export interface StorePaths {
   root: string;
@@ -33,15 +33,7 @@ export function storePaths(root: string): StorePaths {
   };
 }
 
-/**
- * The hex part of a digest. Throws unless the digest is exactly `sha256:` + 64
- * lowercase hex, so no caller can build a path from an unchecked string.
- */
-export function digestHex(digest: string): string {
-  if (!DIGEST_RE.test(digest)) throw new Error(`not a sha256 digest: ${JSON.stringify(digest)}`);
-  return digest.slice('sha256:'.length);
-}
-
-export function blobPath(paths: StorePaths, digest: string): string {
-  return join(paths.blobs, `${digestHex(digest)}.qcow2`);
+/** blobs/<hex>.qcow2. A `Digest` was checked where it entered, so no path is ever built from an unchecked string. */
+export function blobPath(paths: StorePaths, digest: Digest): string {
+  return join(paths.blobs, `${digest.hex}.qcow2`);
 }

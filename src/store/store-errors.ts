@@ -1,18 +1,14 @@
-import { AppError } from '../lib/errors.js';
+import type { Digest } from '../lib/digest.js';
+import { AppError, errorKind } from '../lib/errors.js';
 
 /** The body can never become a blob (HTML, compressed, too small, too large). */
-export class BodyRejectedError extends AppError {
-  readonly code = 'E_BODY_REJECTED' as const;
-  readonly permanent = true;
-}
+export class BodyRejectedError extends errorKind('E_BODY_REJECTED', true) {}
 
 /** The downloaded bytes do not hash to the pinned digest. */
-export class DigestMismatchError extends AppError {
-  readonly code = 'E_DIGEST_MISMATCH' as const;
-  readonly permanent = true;
+export class DigestMismatchError extends errorKind('E_DIGEST_MISMATCH', true) {
   constructor(
-    readonly expected: string,
-    readonly actual: string,
+    readonly expected: Digest,
+    readonly actual: Digest,
     url: string,
   ) {
     super(
@@ -23,36 +19,19 @@ export class DigestMismatchError extends AppError {
 }
 
 /** qemu-img could not convert the body. */
-export class ConversionError extends AppError {
-  readonly code = 'E_CONVERT' as const;
-  readonly permanent = false;
-}
-
-/** A blob the job relies on is not on disk. */
-export class BlobMissingError extends AppError {
-  readonly code = 'E_BLOB_MISSING' as const;
-  readonly permanent = false;
-}
+export class ConversionError extends errorKind('E_CONVERT', false) {}
 
 /** The store's file system is full (ENOSPC/EDQUOT). Transient, but only once space is freed: retried late. */
-export class StoreFullError extends AppError {
-  readonly code = 'E_STORE_FULL' as const;
-  readonly permanent = false;
+export class StoreFullError extends errorKind('E_STORE_FULL', false) {
   /** How many bytes the failed write needed (when known): pulls resume once that much is free. */
   needBytes?: number;
 }
 
 /** The store cannot be written at all (read-only file system, permissions). Permanent until an operator fixes it. */
-export class StoreUnwritableError extends AppError {
-  readonly code = 'E_STORE_UNWRITABLE' as const;
-  readonly permanent = true;
-}
+export class StoreUnwritableError extends errorKind('E_STORE_UNWRITABLE', true) {}
 
 /** images.json cannot be read as an index. Never overwritten while so; an unpinned pull cannot be decided. */
-export class IndexCorruptError extends AppError {
-  readonly code = 'E_INDEX_CORRUPT' as const;
-  readonly permanent = true;
-}
+export class IndexCorruptError extends errorKind('E_INDEX_CORRUPT', true) {}
 
 /**
  * Turn a file-system error on the store into what it means for a job:
@@ -62,9 +41,11 @@ export function storeFsError(err: unknown, what: string): unknown {
   let code = (err as NodeJS.ErrnoException | undefined)?.code;
   // qemu-img reports it in its stderr, which ConversionError carries in its message.
   if (!code && err instanceof Error && /No space left on device|Disk quota exceeded/.test(err.message)) code = 'ENOSPC';
-  if (code === 'ENOSPC' || code === 'EDQUOT') return new StoreFullError(`store is full while ${what} (${code}): free space in FLEETQ_ROOT; the job is retried later`, { cause: err });
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new StoreFullError(`store is full while ${what} (${code}): free space on the store's file system; the job is retried later`, { cause: err, settings: ['root'] });
+  }
   if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') {
-    return new StoreUnwritableError(`store is not writable while ${what} (${code}): check that FLEETQ_ROOT is mounted read-write and owned by the worker's user`, { cause: err });
+    return new StoreUnwritableError(`store is not writable while ${what} (${code}): check that the store root is mounted read-write and owned by the worker's user`, { cause: err, settings: ['root'] });
   }
   return err;
 }

@@ -13,16 +13,16 @@
  */
 import { type Job, type Queue, WaitingChildrenError } from 'bullmq';
 import { ENSURE_IMAGE, EnsureImageResult } from '../jobs/contracts/ensure-image.js';
+import type { Digest } from '../lib/digest.js';
 import { redactUrl } from '../lib/redact.js';
 import { defaultJobOptions, type RetryDefaults } from '../queues/job-options.js';
 import { imageChildId } from '../queues/names.js';
 import type { BaseEnsurer } from '../restore/restore-handler.js';
-import { BaseImageUnavailableError, SnapshotRecordError } from '../restore/restore-errors.js';
+import { BaseImageUnavailableError, BlobMissingError, SnapshotRecordError } from '../restore/restore-errors.js';
 import type { BaseImage } from '../restore/snapshot-base.js';
 import { type BlobInfo, statBlob } from '../store/blob-store.js';
 import { inspectStore } from '../ensure/inspect-store.js';
 import type { StorePaths } from '../store/paths.js';
-import { BlobMissingError } from '../store/store-errors.js';
 
 export interface QueueEnsurerDeps {
   images: Queue;
@@ -32,7 +32,7 @@ export interface QueueEnsurerDeps {
 }
 
 /** The base on disk: the digest's blob, or (URL only) the blob the URL's index entry names. */
-export async function baseOnDisk(paths: StorePaths, base: BaseImage, digestHint?: string): Promise<BlobInfo | undefined> {
+export async function baseOnDisk(paths: StorePaths, base: BaseImage, digestHint?: Digest): Promise<BlobInfo | undefined> {
   const digest = base.digest ?? digestHint;
   if (digest) return statBlob(paths, digest);
   // URL only: the same look an unpinned ensure-image takes (the URL's entry, its blob of the recorded size).
@@ -68,7 +68,7 @@ export function imageQueueEnsurer(job: Job, token: string | undefined, deps: Que
           const state = await child.getState();
           if (state === 'completed') {
             const r = EnsureImageResult.safeParse(child.returnvalue);
-            if (r.success && base.digest && r.data.digest !== base.digest) {
+            if (r.success && base.digest && !r.data.digest.equals(base.digest)) {
               // Only a misconfigured worker (FLEETQ_UNSAFE_LEGACY_URL_CACHE) answers a pin with another digest.
               throw new BaseImageUnavailableError(`image job ${childId} ensured ${r.data.digest}, but the snapshot boots ${base.digest}: cocoon was not started`);
             }

@@ -7,8 +7,11 @@
  * classified failure (an AppError) that stack is just `<code>: <message>`: the
  * frames would be fleetq's own (`at toBullmqError (…)`), never what an
  * operator needs. An unexpected error keeps its real stack, redacted.
+ * The worker knows the configuration: an error's settings are shown as the
+ * variables that set them (`… cap (FLEETQ_MAX_IMAGE_SIZE)`).
  */
 import { UnrecoverableError } from 'bullmq';
+import { messageWithSettings } from '../config/setting-hint.js';
 import { AppError, coerceError } from '../lib/errors.js';
 import { redactUrl } from '../lib/redact.js';
 
@@ -20,10 +23,11 @@ export function toBullmqError(err: unknown): Error {
   const e = coerceError(err);
   if (e instanceof AppError) {
     // Its message shows URLs redacted already (by construction; redacting twice can eat a ":" after a parameter).
-    const out = e.permanent ? new UnrecoverableError(e.message) : new Error(e.message);
+    const message = messageWithSettings(e);
+    const out = e.permanent ? new UnrecoverableError(message) : new Error(message);
     if (!e.permanent) out.name = e.name;
     Object.assign(out, { code: e.code, cause: e });
-    out.stack = `${e.code}: ${e.message}`;
+    out.stack = `${e.code}: ${message}`;
     return out;
   }
   // Unexpected: the real stack is worth having, without secrets. Name and message kept (Redis errors are told by them).
@@ -53,5 +57,5 @@ export function failureLine(err: unknown, job: { attemptsMade: number; opts: { a
   const code = errorCode(e);
   const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
   const next = isPermanent(e) ? 'permanent: not retried' : last ? 'no attempts left' : 'will be retried';
-  return `error: ${code ? `${code}: ` : ''}${e instanceof AppError ? e.message : redactUrl(e.message)} (${attemptLabel(job)}; ${next})`;
+  return `error: ${code ? `${code}: ` : ''}${e instanceof AppError ? messageWithSettings(e) : redactUrl(e.message)} (${attemptLabel(job)}; ${next})`;
 }

@@ -7,6 +7,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
+import { Digest } from '../../src/lib/digest.js';
 import { pullLockRedisKey } from '../../src/lock/keys.js';
 import { imageQueueName } from '../../src/queues/names.js';
 import { rawImage } from '../helpers/images.js';
@@ -53,7 +54,7 @@ describe('crash during a download', () => {
     const cfg = loadConfig(env());
     const img = rawImage(3 * 1024 * 1024);
     const url = upstream.serve('/crash.img', img.body, { chunkSize: 32 * 1024, chunkDelayMs: 20 });
-    const lockKey = pullLockRedisKey(cfg.prefix, HOST, { kind: 'digest', value: img.digest, url });
+    const lockKey = pullLockRedisKey(cfg.prefix, HOST, { kind: 'digest', digest: Digest.parse(img.digest), url });
     // What happened, in order: the lock key's expiry and each GET of the image.
     const events: string[] = [];
     const expired = new Promise<void>((resolve) => {

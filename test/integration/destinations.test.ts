@@ -125,7 +125,7 @@ describe('FLEETQ_IMAGE_ALLOW=http://127.0.0.1:<A>', () => {
     const r = await runJob(qAllow, ALLOW_HOST, url);
     expect(r.state).toBe('failed');
     expect(r.attemptsMade).toBe(1);
-    expect(r.failedReason).toBe(`destination refused by policy: 127.0.0.1:${sentinel.port} (not in FLEETQ_IMAGE_ALLOW)`);
+    expect(r.failedReason).toBe(`destination refused by policy: 127.0.0.1:${sentinel.port} (not in the image allow-list) (FLEETQ_IMAGE_ALLOW)`);
     expect(await failureLog(allowWorker, r.jobId)).toEqual({ code: 'E_DESTINATION_REFUSED', permanent: true });
     expect(upstream.gets('/allowed/redirects-away')).toBe(1);
     expect(sentinel.connections).toBe(before.conns);
@@ -140,7 +140,7 @@ describe('FLEETQ_IMAGE_ALLOW=http://127.0.0.1:<A>', () => {
       expect(r.attemptsMade).toBe(1);
     }
     const shape = (s: string | undefined, port: number) => s!.replaceAll(String(port), '<port>');
-    expect(shape(open.failedReason, sentinel.port)).toBe('destination refused by policy: 127.0.0.1:<port> (not in FLEETQ_IMAGE_ALLOW)');
+    expect(shape(open.failedReason, sentinel.port)).toBe('destination refused by policy: 127.0.0.1:<port> (not in the image allow-list) (FLEETQ_IMAGE_ALLOW)');
     expect(shape(closed.failedReason, closedPort)).toBe(shape(open.failedReason, sentinel.port));
     expect(await failureLog(allowWorker, open.jobId)).toEqual(await failureLog(allowWorker, closed.jobId));
     expect(sentinel.requests.filter((q) => q.url === '/probe')).toEqual([]);
@@ -211,7 +211,7 @@ describe('redirects', () => {
     const r = await runJob(qOpen, OPEN_HOST, upstream.url('/chain/long/0'));
     expect(r.state).toBe('failed');
     expect(r.attemptsMade).toBe(1);
-    expect(r.failedReason).toMatch(/^too many redirects: .*\/chain\/long\/0 still redirects after 5 hops \(FLEETQ_MAX_REDIRECTS=5; next: .*\/chain\/long\/6\)$/);
+    expect(r.failedReason).toMatch(/^too many redirects: .*\/chain\/long\/0 still redirects after 5 hops, the limit \(next: .*\/chain\/long\/6\) \(FLEETQ_MAX_REDIRECTS\)$/);
     expect(upstream.gets('/chain/long/6')).toBe(0);
   });
 });
@@ -228,7 +228,9 @@ describe('a bad FLEETQ_IMAGE_ALLOW entry stops the worker at start', () => {
     try {
       const [code, signal] = (await once(proc, 'close')) as [number | null, NodeJS.Signals | null];
       expect({ code, signal }).toEqual({ code: 2, signal: null });
-      expect(stderr).toContain('invalid FLEETQ_IMAGE_ALLOW entry "ftp://mirror.example": scheme ftp: is not http: or https:');
+      expect(stderr).toContain('invalid image allow-list entry "ftp://mirror.example": scheme ftp: is not http: or https:');
+      // fetch/ names the setting; the CLI names its variable.
+      expect(stderr).toMatch(/^fleetq: invalid image allow-list entry .* \(FLEETQ_IMAGE_ALLOW\)$/m);
     } finally {
       clearTimeout(timer);
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
@@ -337,7 +339,8 @@ describe('in-process: the dispatcher decides before any socket exists', () => {
       const err = await request(url, { dispatcher }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(RedirectError);
       expect(err).toMatchObject({ code: 'E_REDIRECT', permanent: true });
-      expect((err as Error).message).toMatch(/too many redirects: .* still redirects after 0 hops \(FLEETQ_MAX_REDIRECTS=0;/);
+      expect((err as Error).message).toMatch(/too many redirects: .* still redirects after 0 hops, the limit \(next: /);
+      expect(err).toMatchObject({ settings: ['maxRedirects'] });
     } finally {
       await dispatcher.close();
     }

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueEnsureImage } from '../../src/queues/enqueue-ensure-image.js';
 import { imageQueueName } from '../../src/queues/names.js';
 import { pullLockRedisKey } from '../../src/lock/keys.js';
+import { Digest } from '../../src/lib/digest.js';
 import { storePaths } from '../../src/store/paths.js';
 import { digestOf, qcow2Image, rawImage } from '../helpers/images.js';
 import { queueClient, type QueueClient } from '../helpers/queue.js';
@@ -185,7 +186,7 @@ describe('3. a leader that lost its lock cannot re-point the URL', () => {
       leader.proc.kill('SIGSTOP');
       try {
         // The lock expires (no refresh while stopped) — watched in Redis, not slept on.
-        const lockKey = pullLockRedisKey('fleetq', id, { kind: 'url', value: url }); // fleetq:mutex:pull-lock:…
+        const lockKey = pullLockRedisKey('fleetq', id, { kind: 'url', url }); // fleetq:mutex:pull-lock:…
         await waitFor(`${lockKey} to expire`, async () => (await conn.exists(lockKey)) === 0, { timeoutMs: 30_000 });
         upstream.serve(path, next.body); // the tag is re-pushed
         const job2 = await a.ensure(url, undefined, { force: true });
@@ -245,10 +246,10 @@ describe('5. a minimum transfer rate', () => {
       const started = Date.now();
       const r = await h.images.settle(await h.ensure(url, img.digest, { attempts: 1 }), 20_000);
       expect(r.state).toBe('failed');
-      expect(r.failedReason).toMatch(/under the minimum 64\.0 KiB .*stalled/);
+      expect(r.failedReason).toMatch(/under the minimum 64\.0 KiB: stalled \(FLEETQ_MIN_RATE \/ FLEETQ_RATE_WINDOW\)$/);
       expect(Date.now() - started).toBeLessThan(10_000);
       const conn = new Redis(redis.url);
-      expect(await conn.exists(pullLockRedisKey('fleetq', h.id, { kind: 'digest', value: img.digest }))).toBe(0);
+      expect(await conn.exists(pullLockRedisKey('fleetq', h.id, { kind: 'digest', digest: Digest.parse(img.digest) }))).toBe(0);
       conn.disconnect();
       expect(storeState(h.root)).toMatchObject({ blobs: [], temp: [] });
     } finally {

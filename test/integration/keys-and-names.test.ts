@@ -12,6 +12,7 @@ import { FlowProducer, Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pullLockRedisKey } from '../../src/lock/keys.js';
+import { Digest } from '../../src/lib/digest.js';
 import { scanDeadLetters } from '../../src/ops/dead-letters.js';
 import { recordDeadLetter, TRIM_ON_RECORD } from '../../src/worker/dead-letter-record.js';
 import { DeadLetterRecorder } from '../../src/worker/dead-letter-recorder.js';
@@ -216,7 +217,7 @@ describe(`every key and channel under "${PREFIX}:"`, () => {
     expect(keys).toEqual(expect.arrayContaining([registryKeys(PREFIX).hosts, registryKeys(PREFIX).dlqIndex, `${PREFIX}:${imageQueueName(HOST)}:events`, `${PREFIX}:${restoreQueueName(HOST)}:completed`]));
 
     // The lock is released by now; MONITOR saw redis-semaphore take and release it under the prefix.
-    const lockKey = pullLockRedisKey(PREFIX, HOST, { kind: 'digest', value: qcow2Image(610).digest });
+    const lockKey = pullLockRedisKey(PREFIX, HOST, { kind: 'digest', digest: Digest.parse(qcow2Image(610).digest) });
     expect(lockKey).toMatch(new RegExp(`^${PREFIX}:mutex:pull-lock:${HOST}:digest:[0-9a-f]{64}$`));
     expect(commands.some((c) => c.includes(lockKey) && /^(set|eval|evalsha)$/i.test(c[0]!))).toBe(true);
     expect(commands.some((c) => c.some((a) => a.startsWith('mutex:')))).toBe(false);

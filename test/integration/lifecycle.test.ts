@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Digest } from '../../src/lib/digest.js';
 import { freePort } from '../../src/lib/free-port.js';
 import { imageQueueName } from '../../src/queues/names.js';
 import { recordUrl } from '../../src/store/image-index.js';
@@ -191,9 +192,10 @@ describe('the index under concurrent writers', () => {
     const paths = storePaths(root);
     const script = `
       const { recordUrl } = await import(${JSON.stringify(new URL('../../dist/src/store/image-index.js', import.meta.url).href)});
+      const { Digest } = await import(${JSON.stringify(new URL('../../dist/src/lib/digest.js', import.meta.url).href)});
       const { storePaths } = await import(${JSON.stringify(new URL('../../dist/src/store/paths.js', import.meta.url).href)});
       const p = storePaths(process.argv[1]);
-      await Promise.all(Array.from({ length: 10 }, (_, i) => recordUrl(p, 'http://h/' + process.argv[2] + '/' + i, 'sha256:' + String(i).padStart(64, '0'), 100 + i)));
+      await Promise.all(Array.from({ length: 10 }, (_, i) => recordUrl(p, 'http://h/' + process.argv[2] + '/' + i, Digest.parse('sha256:' + String(i).padStart(64, '0')), 100 + i)));
     `;
     // A reader that parses the index continuously must never see invalid JSON.
     let reads = 0;
@@ -211,7 +213,7 @@ describe('the index under concurrent writers', () => {
     })();
     const procs = ['a', 'b', 'c', 'd'].map((tag) => spawn(process.execPath, ['--input-type=module', '-e', script, root, tag], { stdio: 'inherit' }));
     const codes = await Promise.all(procs.map((p) => once(p, 'exit').then(([c]) => c)));
-    await recordUrl(paths, 'http://h/main', `sha256:${'f'.repeat(64)}`, 1);
+    await recordUrl(paths, 'http://h/main', Digest.parse(`sha256:${'f'.repeat(64)}`), 1);
     stopReading = true;
     await reader;
     expect(codes).toEqual([0, 0, 0, 0]);

@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pullLockRedisKey } from '../../src/lock/keys.js';
+import { Digest } from '../../src/lib/digest.js';
 import { lockConnection } from '../../src/lock/lock-connection.js';
 import { LockLostError } from '../../src/lock/lock-errors.js';
 import { PullCoordinator } from '../../src/lock/pull-coordinator.js';
@@ -62,7 +63,7 @@ describe('pull coordinator', () => {
   });
 
   it('one leader; a follower in another process is woken by the release, not by the TTL', async () => {
-    const key = { kind: 'digest' as const, value: `sha256:${'1'.repeat(64)}` };
+    const key = { kind: 'digest' as const, digest: Digest.parse(`sha256:${'1'.repeat(64)}`) };
     let done = false;
     const leaderStarted = deferred();
     const finishLeader = deferred();
@@ -97,7 +98,7 @@ describe('pull coordinator', () => {
   });
 
   it('in one process, concurrent callers share one flight', async () => {
-    const key = { kind: 'url' as const, value: 'http://example.invalid/x' };
+    const key = { kind: 'url' as const, url: 'http://example.invalid/x' };
     let leads = 0;
     const runs = await Promise.all(
       Array.from({ length: 10 }, () =>
@@ -119,7 +120,7 @@ describe('pull coordinator', () => {
 
   it('a crashed leader\'s lock (never released, never refreshed) expires by TTL and a follower takes over', async () => {
     const short = coordinator(1000);
-    const key = { kind: 'digest' as const, value: `sha256:${'2'.repeat(64)}` };
+    const key = { kind: 'digest' as const, digest: Digest.parse(`sha256:${'2'.repeat(64)}`) };
     const raw = new Redis(redis.url);
     clients.push(raw);
     await raw.set(pullLockRedisKey('t', 'h', key), 'crashed-holder', 'PX', 1000);
@@ -131,7 +132,7 @@ describe('pull coordinator', () => {
 
   it('a lost lock aborts the leader\'s work with LockLostError', async () => {
     const short = coordinator(1000);
-    const key = { kind: 'digest' as const, value: `sha256:${'3'.repeat(64)}` };
+    const key = { kind: 'digest' as const, digest: Digest.parse(`sha256:${'3'.repeat(64)}`) };
     const raw = new Redis(redis.url);
     clients.push(raw);
     const err = await short

@@ -172,7 +172,8 @@ describe('(b) verifyFinalQcow2', () => {
     expectRejected((await timed((s) => verifyFinalQcow2(QEMU_IMG, raw, s))).error, /not a qcow2 image/);
     const err = await verifyFinalQcow2('/nonexistent/qemu-img', createQcow2('c.qcow2')).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConversionError);
-    expect((err as Error).message).toMatch(/not found: install qemu-utils .* or set FLEETQ_QEMU_IMG/);
+    expect((err as Error).message).toMatch(/not found: install qemu-utils .* or point the worker at qemu-img$/);
+    expect(err).toMatchObject({ settings: ['qemuImg'] });
   });
 
   /** A v3 with data, for refcount surgery: [path, refcount block offset, cluster size, file size]. */
@@ -353,6 +354,7 @@ describe('(d) qcow2 v2 → v3', () => {
     await expect(verifyFinalQcow2(QEMU_IMG, raw, ac.signal)).rejects.toThrow('job cancelled');
     const err = await convertToQcow2('/nonexistent/qemu-img', raw, tmp('b.qcow2'), 'raw').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConversionError);
-    expect((err as Error).message).toBe('/nonexistent/qemu-img not found: install qemu-utils (apt-get install qemu-utils) or set FLEETQ_QEMU_IMG');
+    expect((err as Error).message).toBe('/nonexistent/qemu-img not found: install qemu-utils (apt-get install qemu-utils) or point the worker at qemu-img');
+    expect(err).toMatchObject({ settings: ['qemuImg'] });
   });
 });

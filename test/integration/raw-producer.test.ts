@@ -11,6 +11,7 @@ import { Job, Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureImageDedupId, imageQueueName, restoreQueueName } from '../../src/queues/names.js';
+import { Digest } from '../../src/lib/digest.js';
 import { defaultJobOptions } from '../../src/queues/job-options.js';
 import { cocoonWorkerEnv, plantSnapshot, readVm, setHostCores } from '../helpers/cocoon.js';
 import { qcow2Image } from '../helpers/images.js';
@@ -127,7 +128,7 @@ describe('docs/JOBS.md matches the code', () => {
       ['https://images.example/win11.qcow2', undefined, true],
       ['http://127.0.0.1:8080/a/b.img?X-Amz-Signature=s', d, true],
     ] as const) {
-      expect(dedupId('build-7', image, digest, force)).toBe(ensureImageDedupId('build-7', image, digest, force));
+      expect(dedupId('build-7', image, digest, force)).toBe(ensureImageDedupId('build-7', image, digest === undefined ? undefined : Digest.parse(digest), force));
     }
     // fleetq hashes the canonical URL (the contract stores it): so does the documented formula.
     expect(dedupId('h', 'HTTPS://Images.Example:443/a/./b.qcow2#frag')).toBe(ensureImageDedupId('h', 'https://images.example/a/b.qcow2', undefined, undefined));

@@ -143,12 +143,12 @@ describe('the credential store file', () => {
     const env = { REDIS_URL: redis.url, FLEETQ_HOST: HOST, FLEETQ_ROOT: root, FLEETQ_IMAGE_AUTH_FILE: loose };
     const r = await runCli(['worker'], env);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/FLEETQ_IMAGE_AUTH_FILE.*readable or writable by group or others \(mode 0644\)/);
+    expect(r.stderr).toMatch(/^fleetq: invalid image credential store .*readable or writable by group or others \(mode 0644\).* \(FLEETQ_IMAGE_AUTH_FILE\)$/m);
     writeFileSync(loose, '{"https://h": {"authorization": "Bearer BEARER-SECRET3"');
     chmodSync(loose, 0o600);
     const bad = await runCli(['worker'], env);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/FLEETQ_IMAGE_AUTH_FILE.*not valid JSON/);
+    expect(bad.stderr).toMatch(/^fleetq: invalid image credential store .*not valid JSON.* \(FLEETQ_IMAGE_AUTH_FILE\)$/m);
     for (const out of [r.stderr, r.stdout, bad.stderr, bad.stdout]) expect(out).not.toContain('BEARER-SECRET3');
     expect(await keys()).toEqual(initialKeys); // refused before connecting to Redis
   });

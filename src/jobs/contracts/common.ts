@@ -3,14 +3,12 @@
  * zod failure into an error naming the field.
  */
 import { z } from 'zod';
+import { Digest } from '../../lib/digest.js';
 import { InvalidInputError } from '../../lib/errors.js';
 import { redactUrl } from '../../lib/redact.js';
 
-export const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
-
-/** A content digest: exactly `sha256:` + 64 lowercase hex. Validated before it ever touches a path. */
-export const Digest = z.string().regex(DIGEST_RE, 'must be "sha256:" followed by 64 lowercase hex characters');
-export type Digest = z.infer<typeof Digest>;
+/** A digest field: a `sha256:` + 64 lowercase hex string on the wire, a `Digest` once parsed (src/lib/digest.ts). */
+export const DigestField = Digest.schema;
 
 /**
  * A cloud image reference: an absolute http(s) URL with a host, parsed once

@@ -1,13 +1,13 @@
 /** The ensure-image job: make sure an image blob is in this host's store. */
 import { z } from 'zod';
-import { Digest, ImageType, ImageUrl } from './common.js';
+import { DigestField, ImageType, ImageUrl } from './common.js';
 
 export const ENSURE_IMAGE = 'ensure-image' as const;
 
 export const EnsureImagePayload = z.strictObject({
   image: ImageUrl,
   imageType: ImageType.default('cloudimg'),
-  imageDigest: Digest.optional(),
+  imageDigest: DigestField.optional(),
   force: z.boolean({ error: 'must be true or false' }).optional(),
 });
 export type EnsureImagePayload = z.output<typeof EnsureImagePayload>;
@@ -18,7 +18,7 @@ export type PullOutcome = z.infer<typeof PullOutcome>;
 
 export const EnsureImageResult = z.object({
   outcome: PullOutcome,
-  digest: Digest,
+  digest: DigestField,
   path: z.string(),
   size: z.number().int().nonnegative(),
   bytesDownloaded: z.number().int().nonnegative(),

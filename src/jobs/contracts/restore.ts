@@ -9,7 +9,7 @@
  * A job that names a digest the snapshot contradicts fails before anything runs.
  */
 import { z } from 'zod';
-import { Digest, ImageType, ImageUrl } from './common.js';
+import { DigestField, ImageType, ImageUrl } from './common.js';
 
 export const RESTORE = 'restore' as const;
 
@@ -52,7 +52,7 @@ const common = {
   image: ImageUrl.optional(),
   imageType: ImageType.default('cloudimg'),
   /** A digest the job expects; the snapshot's recorded digest must agree. */
-  imageDigest: Digest.optional(),
+  imageDigest: DigestField.optional(),
   cpu: wholeNumber.min(1, 'must be at least 1').max(256, 'must be at most 256').optional(),
   onDemand: z.boolean({ error: 'must be true or false' }).optional(),
 };
@@ -93,7 +93,7 @@ export const RestoreResult = z.object({
   vm: z.string(),
   snapshot: z.string(),
   /** The base digest (absent only for an already-done clone of an old snapshot that records none). */
-  digest: Digest.optional(),
+  digest: DigestField.optional(),
   /** Where the digest came from: the snapshot's record, the job (snapshot records none), or the URL's pull (neither has one). */
   digestSource: z.enum(['snapshot', 'job', 'url']),
   blobPath: z.string().optional(),

@@ -3,6 +3,7 @@
  * guarded connector's resolve → check → connect-to-the-checked-IP step (with a
  * fake DNS and a fake socket connector: no network).
  */
+import { messageWithSettings } from '../../../src/config/setting-hint.js';
 import { describe, expect, it } from 'vitest';
 import type { buildConnector } from 'undici';
 import {
@@ -76,7 +77,7 @@ describe('parseDestinationPolicy: FLEETQ_IMAGE_ALLOW', () => {
     ['img.example.com:8080', /has no port; write an origin/],
     ['img example.com', /not a valid hostname/],
     ['img_$.example.com', /not a valid hostname/],
-  ])('bad entry %s → ConfigError naming FLEETQ_IMAGE_ALLOW and the entry', (entry, why) => {
+  ])('bad entry %s → ConfigError naming the entry, and the imageAllow setting (shown as FLEETQ_IMAGE_ALLOW)', (entry, why) => {
     let err: unknown;
     try {
       policy(`https://ok.example.com,${entry},10.0.0.0/8`);
@@ -84,9 +85,11 @@ describe('parseDestinationPolicy: FLEETQ_IMAGE_ALLOW', () => {
       err = e;
     }
     expect(err).toBeInstanceOf(ConfigError);
-    expect((err as ConfigError).variable).toBe('FLEETQ_IMAGE_ALLOW');
+    expect((err as ConfigError).settings).toEqual(['imageAllow']);
     expect((err as ConfigError).permanent).toBe(true);
-    expect((err as Error).message).toContain(`invalid FLEETQ_IMAGE_ALLOW entry ${JSON.stringify(entry)}`);
+    expect((err as Error).message).toContain(`invalid image allow-list entry ${JSON.stringify(entry)}`);
+    expect((err as Error).message).not.toContain('FLEETQ_');
+    expect(messageWithSettings(err as ConfigError)).toMatch(/ \(FLEETQ_IMAGE_ALLOW\)$/);
     expect((err as Error).message).toMatch(why);
   });
 });
@@ -277,9 +280,10 @@ describe('guarded connector: resolve, check every address, connect to the checke
     const h = harness(policy('http://127.0.0.1:8080', 'redis://127.0.0.1:6379'), {});
     await expect(h.run({ hostname: '127.0.0.1', port: '8080' })).resolves.toEqual({ fake: '127.0.0.1' });
     const refused = await h.run({ hostname: '127.0.0.1', port: '6379' }).catch((e: Error) => e.message);
-    const other = await h.run({ hostname: '::1', port: '9' }).catch((e: Error) => e.message);
+    const other = await h.run({ hostname: '::1', port: '9' }).catch((e: Error) => e);
     expect(refused).toBe("destination refused by policy: 127.0.0.1:6379 (fleetq's own Redis)");
-    expect(other).toBe('destination refused by policy: [::1]:9 (not in FLEETQ_IMAGE_ALLOW)');
+    // Not allowed: the error names the imageAllow setting, which the worker shows as its variable.
+    expect(messageWithSettings(other as Error)).toBe('destination refused by policy: [::1]:9 (not in the image allow-list) (FLEETQ_IMAGE_ALLOW)');
     expect(h.lookups).toEqual([]);
     expect(h.connects.map((c) => `${c.hostname}:${c.port}`)).toEqual(['127.0.0.1:8080']);
     expect(h.connects[0]!.servername).toBeUndefined();

@@ -16,7 +16,8 @@ import { loadConfig } from '../../../src/config/load.js';
 import { parseDestinationPolicy } from '../../../src/fetch/destination-policy.js';
 import { fetchImage } from '../../../src/fetch/fetch-image.js';
 import { createHttpClient } from '../../../src/fetch/http-client.js';
-import { AUTH_HEADER_NAMES, IMAGE_AUTH_ENV, loadImageAuthFile, parseImageAuth } from '../../../src/fetch/image-auth.js';
+import { messageWithSettings } from '../../../src/config/setting-hint.js';
+import { AUTH_HEADER_NAMES, loadImageAuthFile, parseImageAuth } from '../../../src/fetch/image-auth.js';
 import { ConfigError } from '../../../src/lib/errors.js';
 
 const SECRET = 'Bearer s3cr3t-value';
@@ -26,8 +27,11 @@ function configError(fn: () => unknown): ConfigError {
     fn();
   } catch (err) {
     expect(err).toBeInstanceOf(ConfigError);
-    expect((err as ConfigError).variable).toBe(IMAGE_AUTH_ENV);
-    expect((err as Error).message).toContain(IMAGE_AUTH_ENV);
+    // fetch/ names the config key; the CLI shows the variable that sets it.
+    expect((err as ConfigError).settings).toEqual(['imageAuthFile']);
+    expect((err as Error).message).toMatch(/^invalid image credential store /);
+    expect((err as Error).message).not.toContain('FLEETQ_');
+    expect(messageWithSettings(err as ConfigError)).toMatch(/ \(FLEETQ_IMAGE_AUTH_FILE\)$/);
     return err as ConfigError;
   }
   throw new Error('accepted');

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parsePayload } from '../../../src/jobs/contracts/common.js';
 import { EnsureImagePayload } from '../../../src/jobs/contracts/ensure-image.js';
+import { Digest } from '../../../src/lib/digest.js';
 import { InvalidInputError } from '../../../src/lib/errors.js';
 
 const D = `sha256:${'0123456789abcdef'.repeat(4)}`;
@@ -20,7 +21,7 @@ describe('ensure-image payload', () => {
   it('accepts an https URL with a pinned digest and defaults imageType', () => {
     expect(parse({ image: 'https://epoch.example/dl/win11', imageDigest: D })).toEqual({
       image: 'https://epoch.example/dl/win11',
-      imageDigest: D,
+      imageDigest: Digest.parse(D),
       imageType: 'cloudimg',
     });
   });

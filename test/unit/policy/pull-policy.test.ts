@@ -1,9 +1,10 @@
 import { flightKey, pullLockKey } from '../../../src/lock/keys.js';
+import { Digest } from '../../../src/lib/digest.js';
 import { describe, expect, it } from 'vitest';
 import { decidePull, pullKey, type StoreView } from '../../../src/policy/pull-policy.js';
 
-const A = `sha256:${'a'.repeat(64)}`;
-const B = `sha256:${'b'.repeat(64)}`;
+const A = Digest.parse(`sha256:${'a'.repeat(64)}`);
+const B = Digest.parse(`sha256:${'b'.repeat(64)}`);
 
 const view = (v: Partial<StoreView>): StoreView => ({ pinnedBlobValid: false, urlEntryBlobValid: false, ...v });
 
@@ -63,8 +64,8 @@ describe('pull policy — the rest of the table', () => {
   });
 
   it('locks by digest when pinned (carrying the URL, which splits flights but not the lock), by URL otherwise', () => {
-    expect(pullKey(A, 'http://x/a')).toEqual({ kind: 'digest', value: A, url: 'http://x/a' });
-    expect(pullKey(undefined, 'http://x/a')).toEqual({ kind: 'url', value: 'http://x/a' });
+    expect(pullKey(A, 'http://x/a')).toEqual({ kind: 'digest', digest: A, url: 'http://x/a' });
+    expect(pullKey(undefined, 'http://x/a')).toEqual({ kind: 'url', url: 'http://x/a' });
     const [byA, byB] = [pullKey(A, 'http://x/a'), pullKey(A, 'http://y/b')];
     expect(pullLockKey('h', byA)).toBe(pullLockKey('h', byB));
     expect(flightKey('h', byA)).not.toBe(flightKey('h', byB));

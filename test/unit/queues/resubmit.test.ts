@@ -1,4 +1,5 @@
 /** queues/resubmit.ts: the one place a job's payload is checked and its options are built. Pure. */
+import { Digest } from '../../../src/lib/digest.js';
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../../src/lib/errors.js';
 import { ensureImageDedupId } from '../../../src/queues/names.js';
@@ -10,13 +11,13 @@ const retry = { attempts: 7, backoffMs: 1234 };
 describe('jobSubmission', () => {
   it('an ensure-image job: parsed payload, the host\'s dedup id, the retry options given', () => {
     const s = jobSubmission('ensure-image', { image: 'https://images.example/a.qcow2#frag', imageDigest: DIGEST }, { host: 'h1', jobId: 'j1', priority: 5, ...retry });
-    expect(s.data).toEqual({ image: 'https://images.example/a.qcow2', imageType: 'cloudimg', imageDigest: DIGEST });
+    expect(JSON.parse(JSON.stringify(s.data))).toEqual({ image: 'https://images.example/a.qcow2', imageType: 'cloudimg', imageDigest: DIGEST });
     expect(s.opts).toMatchObject({
       jobId: 'j1',
       priority: 5,
       attempts: 7,
       backoff: { type: 'exponential', delay: 1234, jitter: 0.3 },
-      deduplication: { id: ensureImageDedupId('h1', 'https://images.example/a.qcow2', DIGEST, undefined) },
+      deduplication: { id: ensureImageDedupId('h1', 'https://images.example/a.qcow2', Digest.parse(DIGEST), undefined) },
     });
     // Another host, another dedup id: a pull collapses only with one for the same host.
     const other = jobSubmission('ensure-image', s.data, { host: 'h2', ...retry });

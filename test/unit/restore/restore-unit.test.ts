@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { parsePayload } from '../../../src/jobs/contracts/common.js';
 import { COCOON_NAME_RE, MIN_CLONE_MEMORY, MIN_CLONE_STORAGE, parseCocoonSize, RestorePayload } from '../../../src/jobs/contracts/restore.js';
+import { Digest } from '../../../src/lib/digest.js';
 import { cloneArgs, restoreArgs, snapshotInspectArgs, vmInspectArgs } from '../../../src/restore/cocoon-args.js';
 import { cocoonEnv } from '../../../src/restore/cocoon-cli.js';
 import { classifyCocoonFailure, COCOON_FAILURE_TABLE } from '../../../src/restore/cocoon-failures.js';
@@ -159,7 +160,7 @@ describe('cocoon failure table: every error text of the contract (§1–§5)', (
     const remedy: Record<string, Array<RegExp | string>> = {
       E_COCOON_BACKING_FILE: [/base image is missing/, /the retry ensures it first/],
       E_COCOON_BAD_ARGS: [/rejected the arguments/, /fleetq and cocoon versions/],
-      E_COCOON_CONFIG: [/cannot load its configuration/, /check (FLEETQ_COCOON_CONFIG|--config)/],
+      E_COCOON_CONFIG: [/cannot load its configuration/, /check the worker's cocoon --config file/],
       E_COCOON_SNAPSHOT_NOT_FOUND: [/snapshot does not exist on this host/],
       E_COCOON_VM_NOT_FOUND: [/VM does not exist on this host/],
       E_COCOON_AMBIGUOUS_REF: [/matches several VMs or snapshots/, /use the full name or ID/],
@@ -195,11 +196,11 @@ const snap = (s: Record<string, unknown>) => CocoonSnapshot.parse({ id: 'AAAAAAA
 describe('the snapshot decides the base digest', () => {
   const clone = (extra: Record<string, unknown> = {}) => parse({ kind: 'clone', snapshot: 'golden', name: 'n', ...extra });
   it('image_digest wins; the URL comes from the job, else from the snapshot', () => {
-    expect(resolveBase(snap({ image: 'https://e/win11', image_digest: D }), clone())).toMatchObject({ digest: D, url: 'https://e/win11', source: 'snapshot' });
+    expect(resolveBase(snap({ image: 'https://e/win11', image_digest: D }), clone())).toMatchObject({ digest: Digest.parse(D), url: 'https://e/win11', source: 'snapshot' });
     expect(resolveBase(snap({ image: 'https://e/win11', image_digest: D }), clone({ image: 'https://mirror/w' }))).toMatchObject({ url: 'https://mirror/w' });
   });
   it('older snapshots: the single image_blob_ids key', () => {
-    expect(resolveBase(snap({ image: 'https://e/w', image_blob_ids: { [D.slice(7)]: {} } }), clone())).toMatchObject({ digest: D, source: 'snapshot' });
+    expect(resolveBase(snap({ image: 'https://e/w', image_blob_ids: { [D.slice(7)]: {} } }), clone())).toMatchObject({ digest: Digest.parse(D), source: 'snapshot' });
   });
   it('a job digest contradicting the snapshot fails, naming both', () => {
     const err = fieldOf(() => resolveBase(snap({ image_digest: D }), clone({ imageDigest: E })));
@@ -208,7 +209,7 @@ describe('the snapshot decides the base digest', () => {
     expect((err as unknown as { permanent: boolean }).permanent).toBe(true);
   });
   it('no digest in the snapshot: the job\'s, else the URL, said in a note', () => {
-    expect(resolveBase(snap({ image: 'https://e/w' }), clone({ imageDigest: E }))).toMatchObject({ digest: E, source: 'job' });
+    expect(resolveBase(snap({ image: 'https://e/w' }), clone({ imageDigest: E }))).toMatchObject({ digest: Digest.parse(E), source: 'job' });
     const b = resolveBase(snap({ image: 'https://e/w' }), clone());
     expect(b).toMatchObject({ url: 'https://e/w', source: 'url' });
     expect(b.digest).toBeUndefined();

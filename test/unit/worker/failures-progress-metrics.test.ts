@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { NetworkError } from '../../../src/fetch/fetch-errors.js';
 import { progressReport } from '../../../src/fetch/fetch-image.js';
 import { InvalidInputError } from '../../../src/lib/errors.js';
+import { Digest } from '../../../src/lib/digest.js';
 import { collectProcessMetrics, DROPPED_STOCK_METRICS, registerBuildInfo } from '../../../src/metrics/stock-metrics.js';
 import { isRedisError } from '../../../src/metrics/worker-metrics.js';
 import { DigestMismatchError } from '../../../src/store/store-errors.js';
@@ -15,7 +16,7 @@ import { attemptLabel, failureLine, toBullmqError } from '../../../src/worker/to
 
 describe('toBullmqError: what BullMQ stores, hence what the board shows', () => {
   it('a permanent AppError: UnrecoverableError (no retry) whose stack is just "<code>: <message>"', () => {
-    const err = new DigestMismatchError(`sha256:${'a'.repeat(64)}`, `sha256:${'b'.repeat(64)}`, 'https://h/x.img?token=REDACTED');
+    const err = new DigestMismatchError(Digest.parse(`sha256:${'a'.repeat(64)}`), Digest.parse(`sha256:${'b'.repeat(64)}`), 'https://h/x.img?token=REDACTED');
     const out = toBullmqError(err);
     expect(out).toBeInstanceOf(UnrecoverableError);
     expect(out.name).toBe('UnrecoverableError');
