@@ -45,6 +45,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'fleetq-ab-'));
 const hex = 'a'.repeat(64);
 const root = join(tmp, 'root');
 mkdirSync(join(root, 'cloudimg', 'blobs'), { recursive: true });
+mkdirSync(join(root, 'cloudimg', 'db'), { recursive: true });
 writeFileSync(join(root, 'cloudimg', 'blobs', `${hex}.qcow2`), 'QFI\xfb qcow2 stand-in');
 const data = { image: 'http://127.0.0.1:9/base.qcow2', imageDigest: `sha256:${hex}` };
 
@@ -56,8 +57,10 @@ async function processorFor(v: string, i: number): Promise<AnyProcessor> {
   const { createLogger } = await load('lib/log.js');
   const { storePaths } = await load('store/paths.js');
   const metrics = await load('metrics/worker-metrics.js').then((m) => new m.WorkerMetrics('h'), () => undefined);
+  // Builds since the pull-references cache became a required dependency take it from the caller.
+  const references = await load('store/image-index.js').then((m) => (m.IndexReferences ? new m.IndexReferences() : undefined));
   const log = createLogger({ level: 'info', host: 'h' }, pino.destination({ dest: join(tmp, `variant-${i}.log`), sync: true }));
-  return createImageProcessor({ paths: storePaths(root), host: 'h', log, metrics, dispatcher: undefined, coordinator: undefined, qemuImg: 'qemu-img', maxImageSize: 1e12, downloadTimeoutMs: 1e6 });
+  return createImageProcessor({ paths: storePaths(root), references, host: 'h', log, metrics, dispatcher: undefined, coordinator: undefined, qemuImg: 'qemu-img', maxImageSize: 1e12, downloadTimeoutMs: 1e6 });
 }
 
 /** CPU µs per call of the processor alone, 50 calls in flight, fake jobs. */
@@ -86,7 +89,8 @@ try {
     conns.push(qc, wc);
     const processor = await processorFor(v, i);
     const queue = new Queue(`ab-${i}`, { connection: qc, prefix: 'ab' });
-    const worker = new Worker(`ab-${i}`, processor as Processor, { connection: wc, prefix: 'ab', concurrency: 50 });
+    // fleetq's worker options (src/worker/run-worker.ts, defaults) for every variant, the no-op one too.
+    const worker = new Worker(`ab-${i}`, processor as Processor, { connection: wc, prefix: 'ab', concurrency: 50, lockDuration: 30_000, stalledInterval: 30_000, maxStalledCount: 2 });
     await worker.waitUntilReady();
     setups.push({ v, queue, worker, processor, cpu: [], rate: [], alone: [] });
   }

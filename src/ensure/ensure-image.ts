@@ -15,7 +15,7 @@ import { LockLostError } from '../lock/lock-errors.js';
 import { BlobWriter } from '../store/blob-writer.js';
 import { BodyRejectedError, IndexCorruptError } from '../store/store-errors.js';
 import type { PullCoordinator } from '../lock/pull-coordinator.js';
-import { decidePull, type PolicyOptions, pullKey } from '../policy/pull-policy.js';
+import { decidePull, type PolicyOptions, type PullDecision, pullKey } from '../policy/pull-policy.js';
 import { ensureLayout } from '../store/blob-store.js';
 import { ensureReferenced, type IndexReferences } from '../store/image-index.js';
 import type { StorePaths } from '../store/paths.js';
@@ -77,6 +77,7 @@ export interface EnsureContext {
 }
 
 type Present = Omit<EnsureImageResult, 'durationMs'>;
+type PresentDecision = Extract<PullDecision, { action: 'present' }>;
 
 export async function ensureImage(payload: EnsureImagePayload, deps: EnsureDeps, ctx: EnsureContext): Promise<EnsureImageResult> {
   const started = performance.now();
@@ -85,20 +86,23 @@ export async function ensureImage(payload: EnsureImagePayload, deps: EnsureDeps,
   const pinned = payload.imageDigest;
   const policyOpts: PolicyOptions = { ...deps.policy, force: payload.force };
 
-  /** Present from this snapshot of the store, per the policy (never forced), or undefined. */
-  const presentIn = (snap: StoreSnapshot): Present | undefined => {
-    const decision = decidePull(snap.view, { ...policyOpts, force: false });
-    if (decision.action !== 'present') return undefined;
+  /** What a snapshot of the store holds, once the policy has decided it is present. */
+  const presentIn = (snap: StoreSnapshot, decision: PresentDecision): Present => {
     const blob = decision.via === 'pinned-blob' ? snap.pinnedBlob! : snap.urlBlob!;
     return { outcome: 'present', digest: blob.digest, path: blob.path, size: blob.size, bytesDownloaded: 0 };
   };
-  const presentFromStore = async () => presentIn(await inspectStore(deps.paths, url, pinned));
+  /** A fresh look at the store, decided as never forced (the lock's re-check). */
+  const presentFromStore = async () => {
+    const snap = await inspectStore(deps.paths, url, pinned);
+    const d = decidePull(snap.view, { ...policyOpts, force: false });
+    return d.action === 'present' ? presentIn(snap, d) : undefined;
+  };
 
-  // Fast path: one look at the store; no lock, no network when present.
+  // Fast path: one look at the store, one decision; no lock, no network when present.
   const snap = await inspectStore(deps.paths, url, pinned);
   const decision = decidePull(snap.view, policyOpts);
   if (decision.action === 'present') {
-    const present = presentIn(snap)!;
+    const present = presentIn(snap, decision);
     if (decision.via === 'pinned-blob') await keepReferenced(deps, url, present, ctx.log);
     ctx.log.debug({ digest: present.digest }, 'image present');
     return finish(present);

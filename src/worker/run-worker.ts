@@ -96,8 +96,9 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
   });
   const workers: Worker[] = [];
   const producers: Queue[] = [];
+  const shutdown = new AbortController(); // image jobs take no per-job signal (see createImageProcessor): this one cancels their pulls
   if (cfg.queues.includes('images')) {
-    const images = new Worker(imageQueueName(cfg.host), createImageProcessor({ ...ensureDeps, host: cfg.host, log, metrics, health, storeFullRetryMs: cfg.storeFullRetryMs }), workerOpts(cfg.concurrency));
+    const images = new Worker(imageQueueName(cfg.host), createImageProcessor({ ...ensureDeps, host: cfg.host, log, metrics, health, storeFullRetryMs: cfg.storeFullRetryMs, shutdown: shutdown.signal }), workerOpts(cfg.concurrency));
     workers.push(images);
     pausePullsWhileFull(images, health, paths, cfg.heartbeatMs, log);
   }
@@ -205,6 +206,7 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
       if (!inTime) {
         log.warn({ graceMs }, 'jobs still running after the grace period: aborting them');
         for (const w of workers) w.cancelAllJobs('worker shutting down');
+        shutdown.abort('worker shutting down');
         await Promise.race([closed, sleep(10_000)]);
       }
       await Promise.all(producers.map((q) => q.close().catch(() => {})));
