@@ -10,7 +10,7 @@
  * a job is the sum below. Steps that this build does not take any more are
  * printed for comparison with what they cost before.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -24,7 +24,7 @@ import { WorkerMetrics } from '../src/metrics/worker-metrics.js';
 import { decidePull } from '../src/policy/pull-policy.js';
 import { statBlob } from '../src/store/blob-store.js';
 import { IndexReferences, setUrlEntry, writeIndex } from '../src/store/image-index.js';
-import { storePaths } from '../src/store/paths.js';
+import { blobPath, storePaths } from '../src/store/paths.js';
 import { inspectStore } from '../src/ensure/inspect-store.js';
 import { median } from './lib/stats.js';
 
@@ -42,7 +42,8 @@ const digest = `sha256:${hex}`;
 const paths = storePaths(join(tmp, 'root'));
 mkdirSync(paths.blobs, { recursive: true });
 mkdirSync(paths.db, { recursive: true });
-writeFileSync(join(paths.blobs, `${hex}.qcow2`), 'QFI\xfb qcow2 stand-in');
+const blob = join(paths.blobs, `${hex}.qcow2`);
+writeFileSync(blob, 'QFI\xfb qcow2 stand-in');
 const url = 'http://127.0.0.1:9/base.qcow2';
 const index = { images: {} };
 setUrlEntry(index, url, digest, 19);
@@ -71,7 +72,9 @@ let sink: unknown;
 const items: Array<[string, () => unknown]> = [
   ['payload: zod parsePayload (before)', () => parsePayload(EnsureImagePayload, data, ENSURE_IMAGE)],
   ['payload: precompiled check (after)', () => parseEnsureImagePayload(data)],
-  ['store: statBlob (one lstat of the blob)', () => statBlob(paths, digest)],
+  ['store: statBlob (blobPath + one lstat of the blob)', () => statBlob(paths, digest)],
+  ['store:   of which blobPath (digest check, path.join)', () => blobPath(paths, digest)],
+  ['store:   of which lstatSync', () => lstatSync(blob, { throwIfNoEntry: false })],
   ['store: inspectStore (pinned, present)', () => inspectStore(paths, url, digest)],
   ['index: IndexReferences.has', () => references.has(paths, digest)],
   ['policy: decidePull', () => decidePull({ pinned: digest, pinnedBlobValid: true, urlEntryBlobValid: false }, {})],

@@ -144,8 +144,12 @@ export async function ensureReferenced(paths: StorePaths, url: string, digest: s
  * to arrive first), or, where no watch can be set up, by the file's inode,
  * size and mtime (one stat per job, ~5 µs). Any event drops the watch; the
  * next read sets up a new one before it reads, so a change made while it reads
- * is never missed, and a replaced db/ directory is watched afresh.
+ * is never missed, and a replaced db/ directory is watched afresh. In case a
+ * change ever comes without an event (a network file system), the stamp is
+ * still compared once a second.
  */
+const RECHECK_MS = 1000;
+
 export class IndexReferences {
   private stamp = '';
   private digests = new Set<string>();
@@ -157,10 +161,13 @@ export class IndexReferences {
   /** The set is current while the watch holds and nothing has changed since the read. */
   private fresh = false;
   private readAtWrites = -1;
+  private checkedAt = 0;
 
   async has(paths: StorePaths, digest: string): Promise<boolean> {
-    if (this.fresh && this.readAtWrites === localWrites && this.indexPath === paths.index) return this.digests.has(digest);
+    const now = performance.now();
+    if (this.fresh && this.readAtWrites === localWrites && this.indexPath === paths.index && now - this.checkedAt < RECHECK_MS) return this.digests.has(digest);
     this.fresh = false;
+    this.checkedAt = now;
     if (this.indexPath !== paths.index) {
       this.unwatch();
       this.indexPath = paths.index;

@@ -63,7 +63,7 @@ export function createImageProcessor(deps: ImageProcessorDeps) {
       if (result.bytesDownloaded) m?.bytes.inc(result.bytesDownloaded);
       m?.pullDuration[result.outcome].observe(result.durationMs / 1000);
       // Cache hits are counted by fleetq_pulls_total{outcome="present"}; a line each only at debug.
-      (result.outcome === 'present' ? log.debug : log.info)({ outcome: result.outcome, digest: result.digest, durationMs: result.durationMs }, 'ensure-image done');
+      log[result.outcome === 'present' ? 'debug' : 'info']({ outcome: result.outcome, digest: result.digest, durationMs: result.durationMs }, 'ensure-image done');
       return result;
     } catch (err) {
       const base = lazyChild(deps.log, () => ({ jobId: job.id, attempt: job.attemptsMade + 1 }));
