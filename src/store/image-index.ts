@@ -163,9 +163,18 @@ export class IndexReferences {
   private readAtWrites = -1;
   private checkedAt = 0;
 
+  /** True when the set is current (no file-system call) and holds `digest`; false means "ask `has`". */
+  knownReferenced(paths: StorePaths, digest: string): boolean {
+    return this.isFresh(paths, performance.now()) && this.digests.has(digest);
+  }
+
+  private isFresh(paths: StorePaths, now: number): boolean {
+    return this.fresh && this.readAtWrites === localWrites && this.indexPath === paths.index && now - this.checkedAt < RECHECK_MS;
+  }
+
   async has(paths: StorePaths, digest: string): Promise<boolean> {
     const now = performance.now();
-    if (this.fresh && this.readAtWrites === localWrites && this.indexPath === paths.index && now - this.checkedAt < RECHECK_MS) return this.digests.has(digest);
+    if (this.isFresh(paths, now)) return this.digests.has(digest);
     this.fresh = false;
     this.checkedAt = now;
     if (this.indexPath !== paths.index) {

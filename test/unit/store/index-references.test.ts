@@ -94,6 +94,19 @@ describe('IndexReferences', () => {
     await eventually(async () => expect(await refs.has(paths, C)).toBe(true));
   });
 
+  it('knownReferenced answers without any file-system call only while the watched set is current', async () => {
+    const { paths, refs } = setup();
+    writeAsOtherProcess(paths.index, indexText('http://x/a', A));
+    expect(refs.knownReferenced(paths, A)).toBe(false); // nothing read yet: ask has()
+    expect(await refs.has(paths, A)).toBe(true);
+    expect(refs.knownReferenced(paths, A)).toBe(true);
+    expect(refs.knownReferenced(paths, B)).toBe(false);
+    writeAsOtherProcess(paths.index, indexText('http://x/a', B));
+    await eventually(async () => expect(refs.knownReferenced(paths, A)).toBe(false)); // the event made it stale
+    expect(await refs.has(paths, A)).toBe(false);
+    expect(refs.knownReferenced(paths, B)).toBe(true);
+  });
+
   it('without a watch, falls back to a stat per call and still sees changes', async () => {
     const { paths, refs } = setup();
     refs.close();
