@@ -2,13 +2,14 @@
  * A/B of fleetq's cache-hit path, for changes too small to see through the
  * run-to-run spread of `npm run bench` on a shared 2-core machine.
  *
- *   node dist/bench/cache-hit-ab.js [--rounds 30] [--jobs 5000] noop /path/to/buildA /path/to/buildB …
+ *   node dist/bench/cache-hit-ab.js [--rounds 30] [--jobs 5000] noop [noop+result] [noop+signal] /path/to/buildA /path/to/buildB …
  *
  * A build is a directory holding a compiled fleetq (`dist/src/…`, e.g. a copy
  * of this checkout made before a change, with node_modules linked). Every
  * variant gets a BullMQ Worker (concurrency 50) in this one process, on one
  * private redis-server, with that build's image processor (logger at info to a
- * file, metrics on) or a no-op. Rounds interleave the variants, so machine
+ * file, metrics on) or a no-op (`noop+result`: returning a result of fleetq's
+ * size; `noop+signal`: taking BullMQ's per-job AbortSignal). Rounds interleave the variants, so machine
  * load hits all of them alike. Per round and variant: N cache-hit jobs
  * (present blob) are queued while paused, then drained; the process CPU time
  * and the wall time per job are recorded. The processor alone (no Redis, no
@@ -37,7 +38,7 @@ for (let i = 0; i < args.length; i++) {
   else variants.push(args[i]!);
 }
 if (variants.length === 0 || !(rounds >= 1) || !(jobs >= 1)) {
-  process.stderr.write('usage: cache-hit-ab.js [--rounds N] [--jobs N] noop|BUILD_DIR …\n');
+  process.stderr.write('usage: cache-hit-ab.js [--rounds N] [--jobs N] noop|noop+result|noop+signal|BUILD_DIR …\n');
   process.exit(2);
 }
 
@@ -45,19 +46,28 @@ const tmp = mkdtempSync(join(tmpdir(), 'fleetq-ab-'));
 const hex = 'a'.repeat(64);
 const root = join(tmp, 'root');
 mkdirSync(join(root, 'cloudimg', 'blobs'), { recursive: true });
+mkdirSync(join(root, 'cloudimg', 'db'), { recursive: true });
 writeFileSync(join(root, 'cloudimg', 'blobs', `${hex}.qcow2`), 'QFI\xfb qcow2 stand-in');
 const data = { image: 'http://127.0.0.1:9/base.qcow2', imageDigest: `sha256:${hex}` };
 
 async function processorFor(v: string, i: number): Promise<AnyProcessor> {
   if (v === 'noop') return async () => {};
+  // The no-op with one of fleetq's per-job costs, to price it inside BullMQ: a result of fleetq's size, a signal parameter.
+  if (v === 'noop+result') {
+    const path = join(root, 'cloudimg', 'blobs', `${hex}.qcow2`);
+    return async () => ({ outcome: 'present', digest: data.imageDigest, path, size: 19, bytesDownloaded: 0, durationMs: 0 });
+  }
+  if (v === 'noop+signal') return async (_job: unknown, _token?: string, _signal?: AbortSignal) => {};
   const dir = resolve(v);
   const load = (p: string) => import(pathToFileURL(join(dir, 'dist', 'src', p)).href);
   const { createImageProcessor } = await load('worker/image-processor.js');
   const { createLogger } = await load('lib/log.js');
   const { storePaths } = await load('store/paths.js');
   const metrics = await load('metrics/worker-metrics.js').then((m) => new m.WorkerMetrics('h'), () => undefined);
+  // Builds since the pull-references cache became a required dependency take it from the caller.
+  const references = await load('store/image-index.js').then((m) => (m.IndexReferences ? new m.IndexReferences() : undefined));
   const log = createLogger({ level: 'info', host: 'h' }, pino.destination({ dest: join(tmp, `variant-${i}.log`), sync: true }));
-  return createImageProcessor({ paths: storePaths(root), host: 'h', log, metrics, dispatcher: undefined, coordinator: undefined, qemuImg: 'qemu-img', maxImageSize: 1e12, downloadTimeoutMs: 1e6 });
+  return createImageProcessor({ paths: storePaths(root), references, host: 'h', log, metrics, dispatcher: undefined, coordinator: undefined, qemuImg: 'qemu-img', maxImageSize: 1e12, downloadTimeoutMs: 1e6 });
 }
 
 /** CPU µs per call of the processor alone, 50 calls in flight, fake jobs. */
@@ -86,7 +96,8 @@ try {
     conns.push(qc, wc);
     const processor = await processorFor(v, i);
     const queue = new Queue(`ab-${i}`, { connection: qc, prefix: 'ab' });
-    const worker = new Worker(`ab-${i}`, processor as Processor, { connection: wc, prefix: 'ab', concurrency: 50 });
+    // fleetq's worker options (src/worker/run-worker.ts, defaults) for every variant, the no-op one too.
+    const worker = new Worker(`ab-${i}`, processor as Processor, { connection: wc, prefix: 'ab', concurrency: 50, lockDuration: 30_000, stalledInterval: 30_000, maxStalledCount: 2 });
     await worker.waitUntilReady();
     setups.push({ v, queue, worker, processor, cpu: [], rate: [], alone: [] });
   }
@@ -103,7 +114,7 @@ try {
       await drained;
       const c = process.cpuUsage(c0);
       const secs = (performance.now() - t0) / 1000;
-      const alone = s.v === 'noop' ? 0 : await processorOnly(s.processor, 2000);
+      const alone = s.v.startsWith('noop') ? 0 : await processorOnly(s.processor, 2000);
       if (round === 0) continue; // warm-up
       s.cpu.push((c.user + c.system) / jobs);
       s.rate.push(jobs / secs);
@@ -114,7 +125,7 @@ try {
   process.stdout.write(`${rounds} rounds × ${jobs} cache-hit jobs per variant, concurrency 50 (median [min–max])\n`);
   for (const s of setups) {
     process.stdout.write(
-      `${s.v.padEnd(28)} worker CPU/job ${fmt(s.cpu)} µs · ${fmt(s.rate)} jobs/s${s.v === 'noop' ? '' : ` · processor alone ${fmt(s.alone, 1)} µs/job`}\n`,
+      `${s.v.padEnd(28)} worker CPU/job ${fmt(s.cpu)} µs · ${fmt(s.rate)} jobs/s${s.v.startsWith('noop') ? '' : ` · processor alone ${fmt(s.alone, 1)} µs/job`}\n`,
     );
   }
   for (const s of setups) {

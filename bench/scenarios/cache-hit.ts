@@ -37,6 +37,25 @@ interface Throughput {
   /** CPU of the worker process and of redis-server per job, µs. */
   workerCpuUs: number;
   redisCpuUs: number;
+  /** Redis commands per job (INFO commandstats, inside Lua scripts too, the bench's own polling included): calls and µs. */
+  commands: Record<string, { calls: number; us: number }>;
+}
+
+async function commandStats(redis: Redis): Promise<Map<string, { calls: number; usec: number }>> {
+  const out = new Map<string, { calls: number; usec: number }>();
+  for (const m of (await redis.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+    out.set(m[1]!, { calls: Number(m[2]), usec: Number(m[3]) });
+  }
+  return out;
+}
+
+/** The commands that cost Redis most per job, as "cmd calls/job µs/job". */
+export function topCommands(c: Throughput['commands'], n = 6): string {
+  return Object.entries(c)
+    .sort((a, b) => b[1].us - a[1].us)
+    .slice(0, n)
+    .map(([k, v]) => `${k} ${v.calls.toFixed(2)}×/${v.us.toFixed(1)}µs`)
+    .join(', ');
 }
 
 async function startNoopWorker(ctx: BenchContext, queue: string) {
@@ -66,11 +85,17 @@ export async function throughput(redis: Redis, queue: Queue, n: number, data: un
   const memBefore = await usedMemory(redis);
   await addJobs(queue, 'ensure-image', Array.from({ length: n }, () => data), defaultJobOptions({ attempts: 5, backoffMs: 5000 }));
   const memAfter = await usedMemory(redis);
+  const stats0 = await commandStats(redis);
   const cpu0 = [cpuSeconds(pids.worker), cpuSeconds(pids.redis)];
   const t0 = Date.now();
   await queue.resume();
   await until(`${n} jobs on ${queue.name}`, Math.max(60_000, n * 5), async () => ((await pendingCount(queue)) === 0 ? true : undefined), 20);
   const cpu = [cpuSeconds(pids.worker) - cpu0[0]!, cpuSeconds(pids.redis) - cpu0[1]!];
+  const commands: Throughput['commands'] = {};
+  for (const [k, v] of await commandStats(redis)) {
+    const b = stats0.get(k) ?? { calls: 0, usec: 0 };
+    if (v.calls > b.calls) commands[k] = { calls: (v.calls - b.calls) / n, us: (v.usec - b.usec) / n };
+  }
   const failed = await queue.getFailedCount();
   if (failed > 0) {
     const [f] = await queue.getFailed(0, 0);
@@ -79,7 +104,7 @@ export async function throughput(redis: Redis, queue: Queue, n: number, data: un
   const [newest] = await queue.getJobs(['completed'], 0, 0, false);
   if (!newest?.finishedOn) throw new Error(`no completed job on ${queue.name}`);
   const seconds = (newest.finishedOn - t0) / 1000;
-  return { jobsPerSec: n / seconds, seconds, memPer1k: (memAfter - memBefore) / (n / 1000), workerCpuUs: (cpu[0]! * 1e6) / n, redisCpuUs: (cpu[1]! * 1e6) / n };
+  return { jobsPerSec: n / seconds, seconds, memPer1k: (memAfter - memBefore) / (n / 1000), workerCpuUs: (cpu[0]! * 1e6) / n, redisCpuUs: (cpu[1]! * 1e6) / n, commands };
 }
 
 export async function cacheHit(ctx: BenchContext): Promise<Row[]> {
@@ -119,7 +144,8 @@ export async function cacheHit(ctx: BenchContext): Promise<Row[]> {
       const b = await throughput(ctx.redis, nq.queue, n, data, bPids);
       ctx.log(
         `  fleetq ${Math.round(f.jobsPerSec)} jobs/s (worker ${f.workerCpuUs.toFixed(0)} µs CPU/job, redis ${f.redisCpuUs.toFixed(0)}), ` +
-          `bare BullMQ ${Math.round(b.jobsPerSec)} jobs/s (worker ${b.workerCpuUs.toFixed(0)} µs CPU/job, redis ${b.redisCpuUs.toFixed(0)})`,
+          `bare BullMQ ${Math.round(b.jobsPerSec)} jobs/s (worker ${b.workerCpuUs.toFixed(0)} µs CPU/job, redis ${b.redisCpuUs.toFixed(0)})\n` +
+          `    redis per job, fleetq: ${topCommands(f.commands)}\n    redis per job, bare:   ${topCommands(b.commands)}`,
       );
       return { f, b };
     });
@@ -143,6 +169,7 @@ export async function cacheHit(ctx: BenchContext): Promise<Row[]> {
           fleetqWorkerCpuUsPerJob: runs.map((r) => r.f.workerCpuUs),
           baselineWorkerCpuUsPerJob: runs.map((r) => r.b.workerCpuUs),
           redisCpuUsPerJob: { fleetq: runs.map((r) => r.f.redisCpuUs), baseline: runs.map((r) => r.b.redisCpuUs) },
+          redisCommandsPerJob: { fleetq: runs.at(-1)!.f.commands, baseline: runs.at(-1)!.b.commands },
           note: `worker CPU per job: fleetq ${summarise(runs.map((r) => r.f.workerCpuUs)).median.toFixed(0)} µs, bare BullMQ ${summarise(runs.map((r) => r.b.workerCpuUs)).median.toFixed(0)} µs; redis-server ${summarise(runs.map((r) => r.f.redisCpuUs)).median.toFixed(0)} vs ${summarise(runs.map((r) => r.b.redisCpuUs)).median.toFixed(0)} µs`,
         },
       }),

@@ -12,12 +12,18 @@ export interface StoreSnapshot {
   urlBlob?: BlobInfo | undefined;
 }
 
+/** The snapshot when the pinned blob is on disk (then the URL cache does not matter), else undefined. Synchronous: the cache-hit path. */
+export function pinnedSnapshot(paths: StorePaths, pinned: Digest): StoreSnapshot | undefined {
+  const pinnedBlob = statBlob(paths, pinned);
+  return pinnedBlob ? { view: { pinned, pinnedBlobValid: true, urlEntryBlobValid: false }, pinnedBlob } : undefined;
+}
+
 export async function inspectStore(paths: StorePaths, url: string, pinned: Digest | undefined): Promise<StoreSnapshot> {
-  const pinnedBlob = pinned ? await statBlob(paths, pinned) : undefined;
-  if (pinnedBlob) {
-    // The pinned blob is there: the URL cache does not matter, skip reading it.
-    return { view: { pinned, pinnedBlobValid: true, urlEntryBlobValid: false }, pinnedBlob };
-  }
+  return (pinned ? pinnedSnapshot(paths, pinned) : undefined) ?? inspectUrl(paths, url, pinned);
+}
+
+/** The URL's index entry and its blob, for when the pinned blob (if any) is absent. */
+export async function inspectUrl(paths: StorePaths, url: string, pinned: Digest | undefined): Promise<StoreSnapshot> {
   let entry;
   try {
     entry = await lookupUrl(paths, url);
@@ -25,7 +31,7 @@ export async function inspectStore(paths: StorePaths, url: string, pinned: Diges
     // A pinned digest is decided by the blob on disk: an unreadable index only loses the "stale cache" hint.
     if (!(pinned && err instanceof IndexCorruptError)) throw err;
   }
-  const urlBlob = entry ? await statBlob(paths, entry.content_sum, entry.size) : undefined;
+  const urlBlob = entry ? statBlob(paths, entry.content_sum, entry.size) : undefined;
   return {
     view: {
       pinned,

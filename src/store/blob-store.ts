@@ -34,9 +34,10 @@ export async function ensureLayout(paths: StorePaths): Promise<void> {
  * a ~2 µs syscall, while fs.promises.lstat costs ~15–20 µs of main-thread CPU
  * per call (request object, thread-pool hop, promise) — the largest single
  * item of a cache-hit job (see docs/BENCHMARKS.md). `throwIfNoEntry: false`
- * avoids building an exception for a missing blob.
+ * avoids building an exception for a missing blob. Synchronous, so a cache
+ * hit takes no promise or microtask for it either.
  */
-export async function statBlob(paths: StorePaths, digest: Digest, expectedSize?: number): Promise<BlobInfo | undefined> {
+export function statBlob(paths: StorePaths, digest: Digest, expectedSize?: number): BlobInfo | undefined {
   const path = blobPath(paths, digest);
   const st = lstatSync(path, { throwIfNoEntry: false });
   if (!st || !st.isFile() || st.size <= 0) return undefined;

@@ -10,8 +10,9 @@
  * no entry references (its URL entry was re-pointed to a newer digest) gets an
  * entry of its own under the key `<url>#<digest>` (see `pinnedRef`).
  */
-import { statSync } from 'node:fs';
+import { type FSWatcher, statSync, watch } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { z } from 'zod';
 import { Digest } from '../lib/digest.js';
 import { withFileLock } from './file-lock.js';
@@ -69,9 +70,16 @@ export async function withIndexLock<T>(paths: StorePaths, fn: () => Promise<T>):
   return withFileLock(paths.indexLock, fn);
 }
 
+/** Index writes by this process (IndexReferences re-reads after one without waiting for its inotify event). */
+let localWrites = 0;
+
 /** Replace images.json atomically (temp + fsync + rename + dir fsync). Call inside `withIndexLock`. */
 export async function writeIndex(paths: StorePaths, index: ImageIndex): Promise<void> {
-  await writeFileAtomic(paths.index, `${JSON.stringify(index)}\n`);
+  try {
+    await writeFileAtomic(paths.index, `${JSON.stringify(index)}\n`);
+  } finally {
+    localWrites++;
+  }
 }
 
 /** Read-modify-write the index under the host-wide flock, atomically. */
@@ -128,22 +136,101 @@ export async function ensureReferenced(paths: StorePaths, url: string, digest: D
 }
 
 /**
- * Which digests images.json references, re-read only when the file changed
- * (inode, size, mtime): a pinned cache hit must know its blob is referenced
- * without parsing the index on every job.
+ * Which digests images.json references, for a pinned cache hit that must know
+ * its blob is referenced without parsing the index on every job.
+ *
+ * The set is re-read when the file changed. A change is seen by an inotify
+ * watch on db/ (fs.watch: nothing to do per job while the file stays as it
+ * is), by a write of this process (`writeIndex` counts them, so no event has
+ * to arrive first), or, where no watch can be set up, by the file's inode,
+ * size and mtime (one stat per job, ~5 µs). Any event drops the watch; the
+ * next read sets up a new one before it reads, so a change made while it reads
+ * is never missed, and a replaced db/ directory is watched afresh. In case a
+ * change ever comes without an event (a network file system), the stamp is
+ * still compared once a second.
  */
+const RECHECK_MS = 1000;
+
 export class IndexReferences {
   private stamp = '';
   private digests = new Set<string>();
+  private indexPath = '';
+  private watcher: FSWatcher | undefined;
+  /** Changes seen (events, this process's writes) since the watch began. */
+  private changes = 0;
+  private watchFailed = false;
+  /** The set is current while the watch holds and nothing has changed since the read. */
+  private fresh = false;
+  private readAtWrites = -1;
+  private checkedAt = 0;
+
+  /** True when the set is current (no file-system call) and holds `digest`; false means "ask `has`". */
+  knownReferenced(paths: StorePaths, digest: Digest): boolean {
+    return this.isFresh(paths, performance.now()) && this.digests.has(digest.value);
+  }
+
+  private isFresh(paths: StorePaths, now: number): boolean {
+    return this.fresh && this.readAtWrites === localWrites && this.indexPath === paths.index && now - this.checkedAt < RECHECK_MS;
+  }
 
   async has(paths: StorePaths, digest: Digest): Promise<boolean> {
+    const now = performance.now();
+    if (this.isFresh(paths, now)) return this.digests.has(digest.value);
+    this.fresh = false;
+    this.checkedAt = now;
+    if (this.indexPath !== paths.index) {
+      this.unwatch();
+      this.indexPath = paths.index;
+      this.stamp = '';
+    }
+    const watching = this.watch(paths);
+    const changes = this.changes;
+    const writes = localWrites;
     const st = statSync(paths.index, { throwIfNoEntry: false, bigint: false });
     const stamp = st ? `${st.ino}:${st.size}:${st.mtimeMs}` : 'none';
-    if (stamp !== this.stamp) {
+    if (stamp !== this.stamp || writes !== this.readAtWrites) {
       const index = await readIndex(paths);
       this.digests = new Set(Object.values(index.images).map((e) => e.content_sum.value));
       this.stamp = stamp;
     }
+    this.readAtWrites = writes;
+    this.fresh = watching && this.changes === changes && this.watcher !== undefined;
     return this.digests.has(digest.value);
+  }
+
+  /** Stop watching (tests, shutdown): `has` goes on working, one stat per call. */
+  close(): void {
+    this.watchFailed = true;
+    this.unwatch();
+  }
+
+  private watch(paths: StorePaths): boolean {
+    if (this.watcher) return true;
+    if (this.watchFailed) return false;
+    try {
+      const name = basename(paths.index);
+      const w = watch(paths.db, { persistent: false }, (_event, file) => {
+        if (file === null || file === name || !String(file).startsWith('.')) this.changed();
+      });
+      w.on('error', () => this.changed());
+      this.watcher = w;
+      return true;
+    } catch (err) {
+      // No inotify (limit reached, unsupported file system): stat per job. No db/ yet: try again next time.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.watchFailed = true;
+      return false;
+    }
+  }
+
+  private changed(): void {
+    this.changes++;
+    this.fresh = false;
+    this.stamp = ''; // re-read whatever the stat says: an in-place write may keep size and mtime
+    this.unwatch();
+  }
+
+  private unwatch(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
   }
 }
