@@ -3,6 +3,7 @@ import { parsePayload } from '../../../src/jobs/contracts/common.js';
 import { EnsureImagePayload } from '../../../src/jobs/contracts/ensure-image.js';
 import { fastEnsureImagePayload, parseEnsureImagePayload } from '../../../src/jobs/contracts/ensure-image-check.js';
 import { InvalidInputError } from '../../../src/lib/errors.js';
+import { Digest } from '../../../src/lib/digest.js';
 
 const D = `sha256:${'0123456789abcdef'.repeat(4)}`;
 const zod = (data: unknown) => parsePayload(EnsureImagePayload, data, 'ensure-image');
