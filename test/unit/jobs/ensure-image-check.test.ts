@@ -55,7 +55,7 @@ describe('parseEnsureImagePayload (the worker check without zod on the hot path)
     const url = 'http://fast.example/img.qcow2';
     expect(fastEnsureImagePayload({ image: url, imageDigest: D })).toBeUndefined(); // never seen: zod decides
     parseEnsureImagePayload({ image: url });
-    expect(fastEnsureImagePayload({ image: url, imageDigest: D })).toStrictEqual({ image: url, imageType: 'cloudimg', imageDigest: D });
+    expect(fastEnsureImagePayload({ image: url, imageDigest: D })).toStrictEqual({ image: url, imageType: 'cloudimg', imageDigest: Digest.parse(D) });
     expect(fastEnsureImagePayload({ image: url, imageDigest: `${D}0` })).toBeUndefined();
     expect(fastEnsureImagePayload({ image: url, force: 1 })).toBeUndefined();
     expect(fastEnsureImagePayload({ image: url, other: 1 })).toBeUndefined();
