@@ -28,5 +28,5 @@ STOPSIGNAL SIGTERM
 #   docker compose run --rm worker-h1 fleetq enqueue …; the board's command is ["fleetq", "board", …].
 RUN ln -s /app/bin/fleetq.js /usr/local/bin/fleetq
 # The per-host worker (workers/host.worker.ts, configured from the environment; the same code as `fleetq worker`).
-# --max-semi-space-size=1: see src/worker/node-flags.ts
-CMD ["node", "--max-semi-space-size=1", "dist/workers/host.worker.js"]
+# Node flags: none (see src/worker/node-flags.ts)
+CMD ["node", "dist/workers/host.worker.js"]

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=1
+#!/usr/bin/env node
 // (Flag: see src/worker/node-flags.ts.)
 // Entry point for `npx fleetq`: runs the compiled CLI (built by `npm ci` via the prepare script).
 import { existsSync } from 'node:fs';

@@ -2,7 +2,7 @@
  * The per-host worker: consumes `images-{<host>}` and `restores-{<host>}` for
  * FLEETQ_HOST, configured from the environment only (README, "Configuration").
  * The image's CMD, docker-compose's worker services, `npm run worker` and
- * systemd units run it as `node --max-semi-space-size=1 dist/workers/host.worker.js`
+ * systemd units run it as `node dist/workers/host.worker.js`
  * (flag: src/worker/node-flags.ts). `fleetq worker` runs the same code
  * (src/worker/host-worker.ts), with flags and ./var/fleetq.env on top.
  * Exit codes as the CLI's: 2 for a bad setting, 1 when it cannot start,

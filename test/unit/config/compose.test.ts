@@ -302,9 +302,10 @@ describe('the image (the Dockerfile, parsed)', () => {
     const flags = WORKER_NODE_FLAGS.join(' ');
     expect(argv[0]).toBe('node');
     expect(argv.slice(1, scriptIndex)).toEqual([...WORKER_NODE_FLAGS]);
-    expect(readFileSync(new URL('bin/fleetq.js', root), 'utf8').split('\n')[0]).toBe(`#!/usr/bin/env -S node ${flags}`);
-    expect(pkg.scripts.start).toBe(`node ${flags} bin/fleetq.js start`);
-    expect(pkg.scripts.worker).toBe(`node ${flags} dist/workers/host.worker.js`);
+    const node = ['node', ...WORKER_NODE_FLAGS].join(' ');
+    expect(readFileSync(new URL('bin/fleetq.js', root), 'utf8').split('\n')[0]).toBe(flags ? `#!/usr/bin/env -S ${node}` : '#!/usr/bin/env node');
+    expect(pkg.scripts.start).toBe(`${node} bin/fleetq.js start`);
+    expect(pkg.scripts.worker).toBe(`${node} dist/workers/host.worker.js`);
   });
 
   it('the default command runs a file that is in the image: copied from the repository, or produced by the build', () => {
