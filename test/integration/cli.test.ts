@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { enqueueEnsureImage } from '../../src/queues/enqueue-ensure-image.js';
 import { imageQueueName, restoreQueueName } from '../../src/queues/names.js';
 import { cocoonWorkerEnv, plantSnapshot, setHostCores } from '../helpers/cocoon.js';
@@ -330,7 +330,7 @@ describe('enqueue --wait shows progress', () => {
     // Two 500s, then a download of ~5 s (the worker reports progress every second).
     const url = upstream.serve('/progress.img', img.body, { faults: [{ kind: 'status', status: 500 }, { kind: 'status', status: 500 }], chunkDelayMs: 50, chunkSize: 64 * 1024 });
     const run = spawnCli(['enqueue', 'ensure-image', '--host', HOST, '--image', url, '--digest', img.digest, '--wait']);
-    const first = await until(() => /^job (\S+): queued on (\S+)\n/.exec(run.out.stderr) ?? undefined, 'the job id on stderr', 5_000);
+    const first = await until(() => /^job (\S+): queued on (\S+)\n/.exec(run.out.stderr) ?? undefined, 'the job id on stderr', 15_000);
     expect(first[2]).toBe(imageQueueName(HOST));
     expect(run.proc.exitCode).toBeNull(); // printed at once, long before the end
     const code = await run.exited;
@@ -395,13 +395,18 @@ describe('enqueue --wait shows progress', () => {
 
 describe('jobs watch', () => {
   it('off a terminal: the listing, then a line per change, until Ctrl-C (exit 0)', async () => {
+    const redisClient = new Redis(redis.url);
+    onTestFinished(() => void redisClient.quit());
+    const clients = async () => String(await redisClient.client('LIST')).trim().split('\n').length;
+    const before = await clients();
     const run = spawnCli(['jobs', 'watch', '--host', HOST, '--queue', 'images', '--interval', '200ms']);
-    await new Promise((r) => setTimeout(r, 1000));
+    // Watching once the CLI has connected (its first listing follows at once; the pull below takes ≥ 1 s).
+    await until(async () => ((await clients()) > before ? true : undefined), 'the watch to connect to Redis', 15_000);
     const img = bigImage(2);
     const url = upstream.serve('/watched.img', img.body, { chunkDelayMs: 30, chunkSize: 64 * 1024 });
     const { jobId } = await enqueueEnsureImage(images.queue, { image: url, imageDigest: img.digest }, { host: HOST, attempts: 2, backoffMs: 10 });
     await images.settle(jobId);
-    const line = (re: string) => until(() => new RegExp(re, 'm').test(run.out.stdout) || undefined, re, 5_000);
+    const line = (re: string) => until(() => new RegExp(re, 'm').test(run.out.stdout) || undefined, re, 15_000);
     await line(`^\\S+Z ${jobId} ${HOST}/images ensure-image: (waiting -> )?active \\(attempt 1/2`);
     await line(`^\\S+Z ${jobId} ${HOST}/images ensure-image: active -> completed \\(attempts 1/2\\)$`);
     run.proc.kill('SIGINT');
@@ -410,19 +415,35 @@ describe('jobs watch', () => {
   }, 30_000);
 
   it('jobs ls --watch on a terminal redraws the screen', async () => {
-    const r = await onTerminalFor(`${fleetq} jobs ls --watch --interval 200ms --state completed --host ${HOST}`, 1500);
-    expect(r.output).toContain('\x1b[H\x1b[2J');
+    const CLEAR = '\x1b[H\x1b[2J';
+    // Ctrl-C once the screen has been drawn twice (a redraw), however long the CLI takes to start.
+    const r = await onTerminalUntil(`${fleetq} jobs ls --watch --interval 200ms --state completed --host ${HOST}`, (out) => out.split(CLEAR).length > 2 && /PROGRESS/.test(out.slice(out.lastIndexOf(CLEAR))), 15_000);
+    expect(r.output.split(CLEAR).length - 1, 'screen clears').toBeGreaterThanOrEqual(2);
     expect(r.output).toMatch(/every 200ms: jobs completed on cli-a .*\(Ctrl-C to quit\)/);
     expect(r.output).toMatch(/ID\s+HOST\s+QUEUE\s+NAME\s+STATE\s+ATTEMPTS\s+PROGRESS/);
   }, 20_000);
 });
 
-/** Run under a terminal for `ms`, then Ctrl-C (the terminal's interrupt character). */
-async function onTerminalFor(command: string, ms: number): Promise<{ code: number | null; output: string }> {
+/**
+ * Run under a terminal until its output satisfies `done` (or `timeoutMs` passes,
+ * which fails the test), then Ctrl-C (the terminal's interrupt character).
+ */
+async function onTerminalUntil(command: string, done: (output: string) => boolean, timeoutMs: number): Promise<{ code: number | null; output: string }> {
   const proc: ChildProcess = spawn('script', ['-qec', `stty cols 160 rows 40; ${command}`, '/dev/null'], { env: cleanEnv(env()), stdio: ['pipe', 'pipe', 'pipe'] });
   let output = '';
-  proc.stdout!.setEncoding('utf8').on('data', (d: string) => (output += d));
-  setTimeout(() => proc.stdin!.write('\x03'), ms);
+  let interrupted = false;
+  const interrupt = () => {
+    if (interrupted) return;
+    interrupted = true;
+    proc.stdin!.write('\x03');
+  };
+  const timer = setTimeout(interrupt, timeoutMs);
+  proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    output += d;
+    if (done(output)) interrupt();
+  });
   const [code] = (await once(proc, 'close')) as [number | null];
+  clearTimeout(timer);
+  if (!done(output)) throw new Error(`no expected output within ${timeoutMs} ms; got ${JSON.stringify(output.slice(-500))}`);
   return { code, output };
 }
