@@ -4,9 +4,11 @@
  * blobs/), Range, HEAD, the shared rate limit; and a real worker process
  * that serves a blob it pulled and advertises its address in the registry.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
@@ -14,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/lib/free-port.js';
 import { type BlobSource, committedBlobs } from '../../src/peer/blob-source.js';
 import { type BlobServer, RATE_BURST, startBlobServer } from '../../src/peer/blob-server.js';
+import { startPeerServer } from '../../src/peer/start-peer.js';
 import { imageQueueName } from '../../src/queues/names.js';
 import { registryKeys } from '../../src/registry/keys.js';
 import { storePaths } from '../../src/store/paths.js';
@@ -206,6 +209,45 @@ describe('peer blob server rate limit', () => {
       expect(elapsed).toBeGreaterThanOrEqual(((bytes - RATE_BURST) / rate) * 1000);
     } finally {
       await server.close();
+      removeRoot(root);
+    }
+  });
+});
+
+describe('peer blob server over TLS', () => {
+  it('serves HTTPS with the configured certificate and key (startPeerServer), still behind the token', async () => {
+    const root = tempRoot();
+    const cert = join(root, 'cert.pem');
+    const key = join(root, 'key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    const img = rawImage(70_000);
+    plantBlob(root, img.hex, img.body);
+    const peer = await startPeerServer(
+      { peerListen: { host: '127.0.0.1', port: 0 }, peerAdvertise: undefined, peerToken: TOKEN, peerTokenFile: undefined, peerMaxRate: 1024 ** 3, peerTlsCert: cert, peerTlsKey: key },
+      storePaths(root),
+      log,
+    );
+    try {
+      expect(peer.advertisedUrl).toBe(`https://127.0.0.1:${peer.server.port}`);
+      const ca = readFileSync(cert);
+      const fetchTls = (auth: boolean) =>
+        new Promise<Reply>((resolve, reject) => {
+          const req = httpsRequest(`${peer.advertisedUrl}/blobs/${img.digest}`, { ca, headers: auth ? { authorization: `Bearer ${TOKEN}` } : {} }, (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+          });
+          req.on('error', reject);
+          req.end();
+        });
+      const ok = await fetchTls(true);
+      expect(ok.status).toBe(200);
+      expect(sha(ok.body)).toBe(img.digest);
+      expect((await fetchTls(false)).status).toBe(401);
+      // Plain HTTP to the TLS port gets no blob.
+      await expect(get(peer.server.port, `/blobs/${img.digest}`)).rejects.toThrow();
+    } finally {
+      await peer.close();
       removeRoot(root);
     }
   });
