@@ -39,6 +39,17 @@ const optionalPath = z
 
 const positiveInt = z.coerce.number({ error: 'must be a whole number' }).int('must be a whole number').positive('must be at least 1');
 
+/** `host:port` or `[v6]:port` (port 0-65535; 0 = any free port, for tests): split into its parts. */
+const hostPort = z.string().transform((v, ctx) => {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(v.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) {
+    ctx.addIssue({ code: 'custom', message: 'must be host:port (e.g. 0.0.0.0:7480, [::]:7480 or peer1.example.net:7480)' });
+    return z.NEVER;
+  }
+  return { host: (m[1] ?? m[2])!, port };
+});
+
 /** The machine's hostname, reduced to a valid host id. */
 export function defaultHostId(): string {
   const h = hostname().split('.')[0]?.replace(/[^A-Za-z0-9._-]/g, '-') || 'localhost';
@@ -138,6 +149,27 @@ export const ConfigSchema = z.object({
     .union([z.boolean(), z.string()])
     .default(false)
     .transform((v) => v === true || (typeof v === 'string' && v !== '')),
+  /** When set (host:port, [v6]:port), the worker serves its committed blobs to peers there (src/peer/). Off when unset. */
+  peerListen: hostPort.optional(),
+  /** The address peers reach this host at, put into the host registry; default: the listen address (its bound port). */
+  peerAdvertise: hostPort.optional(),
+  /** The fleet token peers present (`Authorization: Bearer …`), or peerTokenFile (mode 0600; read by peer/peer-config.ts). */
+  peerToken: z.string().min(16, 'must be at least 16 characters').optional(),
+  peerTokenFile: optionalPath,
+  /** Bytes/s served to peers, all responses together: serving never starves the host's own restores. */
+  peerMaxRate: size.pipe(z.number().min(1024, 'must be at least 1K (bytes per second)')).default(100 * 1024 ** 2),
+  /** TLS for the peer server: both or neither. */
+  peerTlsCert: optionalPath,
+  peerTlsKey: optionalPath,
+}).superRefine((c, ctx) => {
+  if (c.peerToken !== undefined && c.peerTokenFile !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['peerToken'], message: 'set FLEETQ_PEER_TOKEN or FLEETQ_PEER_TOKEN_FILE, not both' });
+  } else if (c.peerListen !== undefined && c.peerToken === undefined && c.peerTokenFile === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['peerToken'], message: 'is required when FLEETQ_PEER_LISTEN is set (or FLEETQ_PEER_TOKEN_FILE): peers authenticate with the fleet token' });
+  }
+  if ((c.peerTlsCert === undefined) !== (c.peerTlsKey === undefined)) {
+    ctx.addIssue({ code: 'custom', path: [c.peerTlsCert === undefined ? 'peerTlsCert' : 'peerTlsKey'], message: 'FLEETQ_PEER_TLS_CERT and FLEETQ_PEER_TLS_KEY go together: set both or neither' });
+  }
 });
 
 export type Config = Readonly<z.output<typeof ConfigSchema>>;
@@ -188,7 +220,17 @@ export const ENV_VARS = {
   boardPasswordFile: 'FLEETQ_BOARD_PASSWORD_FILE',
   embeddedProbePort: 'FLEETQ_EMBEDDED_PROBE_PORT',
   noColor: 'NO_COLOR',
+  peerListen: 'FLEETQ_PEER_LISTEN',
+  peerAdvertise: 'FLEETQ_PEER_ADVERTISE',
+  peerToken: 'FLEETQ_PEER_TOKEN',
+  peerTokenFile: 'FLEETQ_PEER_TOKEN_FILE',
+  peerMaxRate: 'FLEETQ_PEER_MAX_RATE',
+  peerTlsCert: 'FLEETQ_PEER_TLS_CERT',
+  peerTlsKey: 'FLEETQ_PEER_TLS_KEY',
 } as const satisfies Record<keyof Config, string>;
+
+/** Keys whose values are secrets: never echoed in a ConfigError (or anywhere else). */
+export const SECRET_KEYS: ReadonlySet<keyof Config> = new Set<keyof Config>(['boardPassword', 'peerToken']);
 
 /** Variables fleetq itself does not read but its libraries do (express): still known, so compose files may set them. */
 export const EXTRA_ENV_VARS = ['NODE_ENV'] as const;

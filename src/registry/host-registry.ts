@@ -32,6 +32,8 @@ export const WorkerAnnouncement = z.object({
   /** The store as this worker last found it: `disk-full` (pulls paused) or `store-unwritable` (read-only, permissions). */
   health: z.enum(['ok', 'disk-full', 'store-unwritable']).default('ok'),
   healthDetail: z.string().optional(),
+  /** Where this worker serves its blobs to peers (`http(s)://host:port`, FLEETQ_PEER_ADVERTISE); absent when it does not. */
+  peerUrl: z.string().optional(),
 });
 export type WorkerAnnouncement = z.infer<typeof WorkerAnnouncement>;
 

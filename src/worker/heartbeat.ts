@@ -20,6 +20,8 @@ export interface HeartbeatOptions {
   metrics: WorkerMetrics;
   health: StoreHealth;
   log: Logger;
+  /** The advertised peer address (src/peer/), when this worker serves blobs. */
+  peerUrl?: string | undefined;
 }
 
 export interface Heartbeat {
@@ -44,6 +46,7 @@ export async function startHeartbeat(o: HeartbeatOptions): Promise<Heartbeat> {
       startedAt,
       health: o.health.state,
       healthDetail: o.health.detail,
+      ...(o.peerUrl ? { peerUrl: o.peerUrl } : {}),
     });
     await redis.set(registryKeys(cfg.prefix).metrics(cfg.host, instance), await o.metrics.snapshot(), 'PX', Math.max(3_600_000, cfg.hostDownAfterMs * 10));
   };

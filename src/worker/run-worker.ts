@@ -11,6 +11,7 @@ import { createHttpClient } from '../fetch/http-client.js';
 import { loadImageAuthFile } from '../fetch/image-auth.js';
 import { startWorkerEndpoint } from '../metrics/metrics-server.js';
 import { WorkerMetrics } from '../metrics/worker-metrics.js';
+import { startPeerServer } from '../peer/start-peer.js';
 import { redactRedisUrl } from '../queues/connection.js';
 import { ensureLayout, sweepTemp } from '../store/blob-store.js';
 import { storePaths } from '../store/paths.js';
@@ -41,8 +42,14 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
   await ensureLayout(paths);
   const swept = await sweepTemp(paths, cfg.tempMaxAgeMs);
   if (swept.length) log.info({ count: swept.length }, 'removed stale temp files');
+  // FLEETQ_PEER_LISTEN: serve committed blobs to peers (token, TLS and a busy port are ConfigErrors here, before Redis).
+  const { peerListen } = cfg;
+  const peer = peerListen ? await startPeerServer({ ...cfg, peerListen }, paths, log) : undefined;
 
-  const connections = await openConnections(cfg, log);
+  const connections = await openConnections(cfg, log).catch(async (err: unknown) => {
+    await peer?.close();
+    throw err;
+  });
   const metrics = new WorkerMetrics(cfg.host);
   const health = new StoreHealth();
   const processors = startProcessors({ cfg, log, connections, paths, dispatcher, imageAuth, metrics, health });
@@ -70,10 +77,10 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
   deadLetters.start();
   const queues = workers.map((w) => w.name);
 
-  const heartbeat = await startHeartbeat({ cfg, redis: connections.lock, queues, metrics, health, log });
+  const heartbeat = await startHeartbeat({ cfg, redis: connections.lock, queues, metrics, health, log, peerUrl: peer?.advertisedUrl });
   endpoint?.attach({ host: cfg.host, metrics, health, paths, redis: connections.queue, queues: processors.workers });
   log.info(
-    { queues, concurrency: cfg.concurrency, restoreConcurrency: cfg.restoreConcurrency, root: cfg.root, redis: redactRedisUrl(cfg.redisUrl), prefix: cfg.prefix, version: VERSION, metrics: endpoint?.url },
+    { queues, concurrency: cfg.concurrency, restoreConcurrency: cfg.restoreConcurrency, root: cfg.root, redis: redactRedisUrl(cfg.redisUrl), prefix: cfg.prefix, version: VERSION, metrics: endpoint?.url, peer: peer?.advertisedUrl },
     'worker started',
   );
 
@@ -85,6 +92,7 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
       await heartbeat.stop();
       await dispatcher.close().catch(() => {});
       await endpoint?.close().catch(() => {});
+      await peer?.close().catch(() => {});
       await connections.close();
       log.info('worker stopped');
     })());

@@ -1,0 +1,155 @@
+/**
+ * The peer blob server: `GET|HEAD /blobs/sha256:<64 hex>` and nothing else.
+ *
+ *   - every request must carry the fleet token (`Authorization: Bearer …`),
+ *     else 401 with WWW-Authenticate — before anything else is looked at;
+ *   - the path is parsed with `Digest` before any file is touched; any other
+ *     path (index, listing, traversal, encoded dots, a blob file name) is 404;
+ *   - only what the BlobSource has (committed blobs) is served, with
+ *     Content-Length, Accept-Ranges and single `Range` requests (206/416);
+ *   - every body goes through one RateLimiter shared by all responses.
+ *
+ * HTTP, or HTTPS when a certificate and key are given. Requests are never
+ * logged with their headers (the token).
+ */
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Logger } from 'pino';
+import { Digest } from '../lib/digest.js';
+import { errorMessage } from '../lib/errors.js';
+import type { BlobSource } from './blob-source.js';
+import { tokenChecker } from './peer-token.js';
+import { decideRange } from './range.js';
+import { RateLimiter } from './rate-limiter.js';
+
+export const BLOB_PATH_PREFIX = '/blobs/';
+/** Bytes a response may send ahead of the rate (one read chunk). */
+export const RATE_BURST = 64 * 1024;
+
+export interface BlobServerOptions {
+  host: string;
+  port: number;
+  token: string;
+  /** Bytes/s across all responses. */
+  maxRate: number;
+  tls?: { cert: Buffer; key: Buffer } | undefined;
+  source: BlobSource;
+  log: Logger;
+}
+
+export interface BlobServer {
+  /** The bound address (port resolved when 0 was asked). */
+  readonly host: string;
+  readonly port: number;
+  readonly tls: boolean;
+  /** Bytes sent in bodies so far (for tests and metrics). */
+  bytesServed(): number;
+  close(): Promise<void>;
+}
+
+class Throttle extends Transform {
+  constructor(
+    private readonly limiter: RateLimiter,
+    private readonly signal: AbortSignal,
+  ) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.limiter.take(chunk.length, this.signal).then(() => cb(null, chunk), cb);
+  }
+}
+
+export async function startBlobServer(o: BlobServerOptions): Promise<BlobServer> {
+  const authorized = tokenChecker(o.token);
+  const limiter = new RateLimiter(o.maxRate, RATE_BURST);
+  let served = 0;
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    if (!authorized(req.headers.authorization)) {
+      res.writeHead(401, { 'WWW-Authenticate': 'Bearer realm="fleetq-peer"', 'Content-Length': 0 }).end();
+      return;
+    }
+    const url = req.url ?? '';
+    const digest = url.startsWith(BLOB_PATH_PREFIX) ? Digest.from(url.slice(BLOB_PATH_PREFIX.length)) : undefined;
+    if (!digest) {
+      res.writeHead(404, { 'Content-Length': 0 }).end();
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Length': 0 }).end();
+      return;
+    }
+    const blob = await o.source.open(digest);
+    if (!blob) {
+      res.writeHead(404, { 'Content-Length': 0 }).end();
+      return;
+    }
+    try {
+      const range = decideRange(req.headers.range, blob.size);
+      if (range.kind === 'unsatisfiable') {
+        res.writeHead(416, { 'Content-Range': `bytes */${blob.size}`, 'Accept-Ranges': 'bytes', 'Content-Length': 0 }).end();
+        return;
+      }
+      const [start, end] = range.kind === 'partial' ? [range.start, range.end] : [0, blob.size - 1];
+      const headers: Record<string, string | number> = {
+        'Content-Type': 'application/octet-stream',
+        'Content-Length': end - start + 1,
+        'Accept-Ranges': 'bytes',
+        'Cache-Control': 'no-store',
+      };
+      if (range.kind === 'partial') headers['Content-Range'] = `bytes ${start}-${end}/${blob.size}`;
+      res.writeHead(range.kind === 'partial' ? 206 : 200, headers);
+      if (req.method === 'HEAD') {
+        res.end();
+        return;
+      }
+      const gone = new AbortController();
+      res.once('close', () => gone.abort());
+      const count = new Transform({
+        transform(chunk: Buffer, _e, cb) {
+          served += chunk.length;
+          cb(null, chunk);
+        },
+      });
+      await pipeline(blob.stream(start, end), new Throttle(limiter, gone.signal), count, res).catch((err) => {
+        if (!gone.signal.aborted) o.log.debug({ digest: digest.value, err: errorMessage(err) }, 'peer: blob response failed');
+        res.destroy();
+      });
+    } finally {
+      await blob.close().catch(() => {});
+    }
+  };
+
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    handle(req, res).catch((err) => {
+      o.log.warn({ err: errorMessage(err) }, 'peer: request failed');
+      if (!res.headersSent) res.writeHead(500, { 'Content-Length': 0 }).end();
+      else res.destroy();
+    });
+  };
+  const server: Server = o.tls ? createHttpsServer({ cert: o.tls.cert, key: o.tls.key }, onRequest) : createHttpServer(onRequest);
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 0; // bodies are long and throttled; idle sockets still time out (keepAliveTimeout)
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  return {
+    host: o.host,
+    port: addr.port,
+    tls: o.tls !== undefined,
+    bytesServed: () => served,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
