@@ -1,0 +1,154 @@
+/**
+ * Who has what: one Redis HASH per digest, host → JSON HolderEntry.
+ *
+ *   - `complete`: the host has the blob committed in its store, stored as
+ *     received (it hashes to the digest), and serves it at its peerUrl;
+ *     keyed by host, so it survives the worker's restarts; removed when the
+ *     blob is gone (GC, verification failure).
+ *   - `partial`: the host's worker `instance` is downloading it right now and
+ *     streams what it has written so far; alive only while that instance's
+ *     heartbeat is.
+ *
+ * Entries of hosts (or, for partial ones, instances) whose heartbeat expired
+ * are ignored, never trusted. Adding a holder publishes on the digest's
+ * `holders-changed` channel so that hosts waiting for a holder wake up (they
+ * re-check at least once per lock TTL: pub/sub can drop messages).
+ *
+ * The serving load (open peer responses per host) lives in one HASH, set by
+ * each worker's blob server, and weights the choice among holders.
+ */
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import type { Digest } from '../lib/digest.js';
+import { WorkerAnnouncement } from '../registry/host-registry.js';
+import { registryKeys } from '../registry/keys.js';
+
+export const holderKeys = (prefix: string) => ({
+  /** HASH host → JSON HolderEntry, one per digest. */
+  holders: (d: Digest) => `${prefix}:holders:${d.hex}`,
+  /** HASH host → open peer responses (the serving load). */
+  load: `${prefix}:peer-load`,
+  /** Pub/sub channel: a holder was added for the digest. */
+  changed: (d: Digest) => `${prefix}:holders-changed:${d.hex}`,
+});
+
+export const HolderEntry = z.object({
+  state: z.enum(['complete', 'partial']),
+  /** Where the host serves blobs (`http(s)://host:port`). */
+  peerUrl: z.string(),
+  /** The worker instance that wrote the entry (registry/host-registry.ts). */
+  instance: z.string(),
+  /** Bytes of the blob as received (its Content-Length for a partial one), when known. */
+  size: z.number().int().nonnegative().optional(),
+  at: z.number(),
+});
+export type HolderEntry = z.infer<typeof HolderEntry>;
+
+export interface Holder extends HolderEntry {
+  host: string;
+  /** Open peer responses on that host right now (0 when unknown). */
+  load: number;
+}
+
+/** Record `host` as a holder of `digest` and wake the hosts waiting for one. */
+export async function addHolder(redis: Redis, prefix: string, digest: Digest, host: string, entry: HolderEntry): Promise<void> {
+  const k = holderKeys(prefix);
+  await redis.hset(k.holders(digest), host, JSON.stringify(HolderEntry.parse(entry)));
+  await redis.publish(k.changed(digest), host);
+}
+
+/**
+ * Drop `host` from the digest's holders. With `instance`, only if the entry is
+ * still that instance's partial one (a newer commit by another process stays).
+ */
+export async function removeHolder(redis: Redis, prefix: string, digest: Digest, host: string, opts: { onlyPartialOf?: string } = {}): Promise<void> {
+  const key = holderKeys(prefix).holders(digest);
+  if (opts.onlyPartialOf === undefined) {
+    await redis.hdel(key, host);
+    return;
+  }
+  await redis.eval(REMOVE_PARTIAL_SCRIPT, 1, key, host, opts.onlyPartialOf);
+}
+
+/** KEYS: holders hash. ARGV: host, instance. Deletes the field only if it is that instance's partial entry. */
+const REMOVE_PARTIAL_SCRIPT = `
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return 0 end
+local ok, e = pcall(cjson.decode, v)
+if ok and e.state == 'partial' and e.instance == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+`;
+
+export interface ListHoldersOptions {
+  /** A host (or instance) silent for longer is not live (FLEETQ_HOST_DOWN_AFTER). */
+  downAfterMs: number;
+  now?: number;
+}
+
+/**
+ * The live holders of `digest`: entries that parse, of hosts whose heartbeat
+ * is recent; a partial entry also needs its instance's heartbeat to be recent.
+ * Sorted by host.
+ */
+export async function listHolders(redis: Redis, prefix: string, digest: Digest, opts: ListHoldersOptions): Promise<Holder[]> {
+  const now = opts.now ?? Date.now();
+  const k = holderKeys(prefix);
+  const reg = registryKeys(prefix);
+  const raw = await redis.hgetall(k.holders(digest));
+  const hosts = Object.keys(raw).sort();
+  if (hosts.length === 0) return [];
+  const [seen, loads] = await Promise.all([redis.zmscore(reg.hosts, ...hosts), redis.hmget(k.load, ...hosts)]);
+  const out: Holder[] = [];
+  for (let i = 0; i < hosts.length; i++) {
+    const host = hosts[i]!;
+    const lastSeen = seen[i];
+    if (lastSeen === null || lastSeen === undefined || now - Number(lastSeen) > opts.downAfterMs) continue;
+    const parsed = HolderEntry.safeParse(safeJson(raw[host]!));
+    if (!parsed.success) continue;
+    const e = parsed.data;
+    if (e.state === 'partial' && !(await instanceLive(redis, prefix, host, e.instance, now, opts.downAfterMs))) continue;
+    out.push({ ...e, host, load: Math.max(0, Number(loads[i] ?? 0) || 0) });
+  }
+  return out;
+}
+
+async function instanceLive(redis: Redis, prefix: string, host: string, instance: string, now: number, downAfterMs: number): Promise<boolean> {
+  const v = await redis.hget(registryKeys(prefix).host(host), instance);
+  const a = WorkerAnnouncement.safeParse(safeJson(v));
+  return a.success && now - a.data.lastSeen <= downAfterMs;
+}
+
+/** Set this host's serving load (its open peer responses). */
+export async function setServingLoad(redis: Redis, prefix: string, host: string, open: number): Promise<void> {
+  await redis.hset(holderKeys(prefix).load, host, String(open));
+}
+
+/**
+ * Pick one holder at random, weighted by 1 / (1 + load): an idle peer is
+ * chosen more often than a busy one, and no peer is never chosen. Complete
+ * holders are preferred over partial ones (they cannot stall on their
+ * upstream). `exclude`: hosts not to use (this host, peers that failed).
+ */
+export function pickHolder(holders: readonly Holder[], exclude: ReadonlySet<string> = new Set(), random: () => number = Math.random): Holder | undefined {
+  const usable = holders.filter((h) => !exclude.has(h.host));
+  const complete = usable.filter((h) => h.state === 'complete');
+  const pool = complete.length > 0 ? complete : usable;
+  if (pool.length === 0) return undefined;
+  const weights = pool.map((h) => 1 / (1 + h.load));
+  const total = weights.reduce((a, b) => a + b, 0);
+  let r = random() * total;
+  for (let i = 0; i < pool.length; i++) {
+    r -= weights[i]!;
+    if (r < 0) return pool[i];
+  }
+  return pool[pool.length - 1];
+}
+
+function safeJson(v: string | null | undefined): unknown {
+  if (v === null || v === undefined) return undefined;
+  try {
+    return JSON.parse(v);
+  } catch {
+    return undefined;
+  }
+}
