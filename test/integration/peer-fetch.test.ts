@@ -6,7 +6,7 @@
  * registers itself.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -21,10 +21,10 @@ import { addHolder, holderKeys, type HolderEntry } from '../../src/peer/holders.
 import { imageQueueName } from '../../src/queues/names.js';
 import { announce } from '../../src/registry/host-registry.js';
 import { storePaths } from '../../src/store/paths.js';
-import { qcow2DataImage, type TestImage } from '../helpers/images.js';
+import { qcow2DataImage, rawImage, type TestImage } from '../helpers/images.js';
 import { queueClient, type QueueClient } from '../helpers/queue.js';
 import { useTestRedis } from '../helpers/redis.js';
-import { removeRoot, tempRoot } from '../helpers/store.js';
+import { plantBlob, removeRoot, tempRoot } from '../helpers/store.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { waitFor } from '../helpers/wait.js';
 import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.js';
@@ -286,6 +286,57 @@ describe('untrusted peers', () => {
     expect(rp.value).toMatchObject({ outcome: 'pulled', digest: img.digest });
     expect(holder.requests).toHaveLength(1);
     expect(upstream.gets(path)).toBe(1);
+  });
+});
+
+describe('holder announcements', () => {
+  const peerGet = (h: Host, digest: string) => fetch(`http://127.0.0.1:${h.peerPort}/blobs/${digest}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+
+  it('a present pinned blob is verified once per process (not per cache hit), then announced and served; one that does not hash to its name is neither; a blob gone is withdrawn when asked for', async () => {
+    const prefix = newPrefix();
+    const good = qcow2DataImage(3 * MiB);
+    const bad = qcow2DataImage(MiB);
+    const h = await startHost(prefix, 'ha');
+    plantBlob(h.root, good.hex, good.body);
+    // The right name, other bytes (a corrupted file).
+    plantBlob(h.root, bad.hex, Buffer.concat([bad.body.subarray(0, 4096), randomBytes(bad.body.length - 4096)]));
+    const goodUrl = upstream.serve('/present-good.qcow2', good.body);
+    const badUrl = upstream.serve('/present-bad.qcow2', bad.body);
+    const results = await Promise.all([
+      ...(await Promise.all([1, 2, 3].map(() => ensure(h, goodUrl, good.digest)))).map((j) => j.settled),
+      (await ensure(h, badUrl, bad.digest)).settled,
+    ]);
+    expect(results.map((r) => r.value?.outcome)).toEqual(['present', 'present', 'present', 'present']);
+    const more = await Promise.all((await Promise.all([1, 2].map(() => ensure(h, goodUrl, good.digest)))).map((j) => j.settled));
+    expect(more.map((r) => r.value?.outcome)).toEqual(['present', 'present']);
+    expect(upstream.gets('/present-good.qcow2') + upstream.gets('/present-bad.qcow2')).toBe(0);
+
+    await waitFor('ha as complete holder of the good blob', async () => (await holderEntries(prefix, good)).ha?.state === 'complete' || undefined);
+    await h.w.waitForLog((l) => l.msg === 'peer: present blob not servable (converted at commit, changed, or gone)' && l.digest === bad.digest);
+    // Five cache hits, one hash.
+    expect(h.w.logs.filter((l) => l.msg === 'peer: present blob verified, announced as holder' && l.digest === good.digest)).toHaveLength(1);
+    expect((await holderEntries(prefix, bad)).ha).toBeUndefined();
+    const served = await peerGet(h, good.digest);
+    expect(served.status).toBe(200);
+    expect(sha(Buffer.from(await served.arrayBuffer()))).toBe(good.digest);
+    expect((await peerGet(h, bad.digest)).status).toBe(404);
+
+    // cocoon gc removed the blob: the next request finds it gone and the entry is withdrawn.
+    unlinkSync(blobFile(h, good));
+    expect((await peerGet(h, good.digest)).status).toBe(404);
+    await waitFor('the holder entry withdrawn', async () => (await holderEntries(prefix, good)).ha === undefined || undefined);
+  });
+
+  it('a raw body, converted at commit, is never announced as complete nor served (its blob does not hash to the digest)', async () => {
+    const prefix = newPrefix();
+    const img = rawImage(2 * MiB);
+    const url = upstream.serve('/raw-converted.img', img.body);
+    const h = await startHost(prefix, 'hr');
+    const r = await (await ensure(h, url, img.digest)).settled;
+    expect(r.value).toMatchObject({ outcome: 'pulled', digest: img.digest });
+    expect(blobDigest(h, img)).not.toBe(img.digest); // converted
+    expect((await holderEntries(prefix, img)).hr).toBeUndefined();
+    expect((await peerGet(h, img.digest)).status).toBe(404);
   });
 });
 
