@@ -185,6 +185,7 @@ export class LocalBlobs {
         const key = chain.join(' ');
         if (key === announced) return;
         announced = key;
+        this.log.debug({ digest: digest.value, size, chain }, 'peer: serving the download in progress (partial holder)');
         void this.announce('announce a partial holder', digest, (a) => a.partial(digest, size, chain));
       },
       complete: () => dl.complete(),

@@ -142,7 +142,8 @@ describe('a wave over four hosts', () => {
     const prefix = newPrefix();
     const img = qcow2DataImage(64 * MiB);
     const path = '/wave.qcow2';
-    const url = upstream.serve(path, img.body, { chunkSize: 256 * 1024 });
+    // The origin takes a second to answer: every host asks before anyone has a response (and could stream it).
+    const url = upstream.serve(path, img.body, { chunkSize: 256 * 1024, headersDelayMs: 1000 });
     const hosts = await Promise.all(['w1', 'w2', 'w3', 'w4'].map((n) => startHost(prefix, n)));
     const jobs = await Promise.all(hosts.map((h) => ensure(h, url, img.digest)));
     const results = await Promise.all(jobs.map((j) => j.settled));
@@ -156,6 +157,15 @@ describe('a wave over four hosts', () => {
     const fromUpstream = await Promise.all(hosts.map((h) => metric(h, 'fleetq_pull_bytes_total', { source: 'upstream', digest: img.digest })));
     expect(fromPeers.filter((n) => n > 0), `bytes from peers per host: ${fromPeers}`).toHaveLength(3);
     expect(fromUpstream.filter((n) => n > 0), `bytes from upstream per host: ${fromUpstream}`).toEqual([img.body.length]);
+    // The others waited for a holder (the back-to-source permit was taken), and each receiver was a partial holder in turn.
+    const waits = await Promise.all(hosts.map((h) => metric(h, 'fleetq_back_to_source_wait_seconds_count')));
+    expect(waits.reduce((a, b) => a + b), `waits per host: ${waits}`).toBeGreaterThanOrEqual(1);
+    const receivers = hosts.filter((_, i) => fromPeers[i]! > 0);
+    for (const h of receivers) {
+      const partial = h.w.logs.find((l) => l.msg === 'peer: serving the download in progress (partial holder)');
+      expect(partial, h.name).toBeDefined();
+      expect((partial!.chain as string[]).length, h.name).toBeGreaterThanOrEqual(1);
+    }
     // Every host ends up a complete holder of the digest (each stored it as received).
     await waitFor('four complete holder entries', async () => {
       const e = await holderEntries(prefix, img);
@@ -167,14 +177,16 @@ describe('a wave over four hosts', () => {
     const prefix = newPrefix();
     const img = qcow2DataImage(16 * MiB);
     const path = '/k2.qcow2';
-    // About 1.5 s per upstream download: every host asks while the first ones are still downloading.
-    const url = upstream.serve(path, img.body, { chunkSize: 256 * 1024, chunkDelayMs: 20 });
+    // A slow origin (1.5 s before it answers, then ~1.5 s of body): every host asks before any has a response.
+    const url = upstream.serve(path, img.body, { chunkSize: 256 * 1024, chunkDelayMs: 20, headersDelayMs: 1500 });
     const hosts = await Promise.all(['k1', 'k2', 'k3', 'k4'].map((n) => startHost(prefix, n, { FLEETQ_UPSTREAM_PER_DIGEST: '2' })));
     const results = await Promise.all((await Promise.all(hosts.map((h) => ensure(h, url, img.digest)))).map((j) => j.settled));
     expect(results.map((r) => r.state)).toEqual(hosts.map(() => 'completed'));
     expect(upstream.gets(path)).toBeGreaterThanOrEqual(1);
     expect(upstream.gets(path)).toBeLessThanOrEqual(2);
     for (const h of hosts) expect(blobDigest(h, img), h.name).toBe(img.digest);
+    const waits = await Promise.all(hosts.map((h) => metric(h, 'fleetq_back_to_source_wait_seconds_count')));
+    expect(waits.reduce((a, b) => a + b), `waits per host: ${waits}`).toBeGreaterThanOrEqual(1);
   });
 });
 
