@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Job } from 'bullmq';
 import { Redis } from 'ioredis';
+import { Semaphore } from 'redis-semaphore';
 import { Agent } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fetchImage } from '../../src/fetch/fetch-image.js';
@@ -187,6 +188,41 @@ describe('a wave over four hosts', () => {
     for (const h of hosts) expect(blobDigest(h, img), h.name).toBe(img.digest);
     const waits = await Promise.all(hosts.map((h) => metric(h, 'fleetq_back_to_source_wait_seconds_count')));
     expect(waits.reduce((a, b) => a + b), `waits per host: ${waits}`).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('waiting for a holder', () => {
+  it('without any message (pub/sub lost it), a waiting host still finds the new holder within a lock TTL', async () => {
+    const prefix = newPrefix();
+    const img = qcow2DataImage(2 * MiB);
+    const path = '/silent.qcow2';
+    const url = upstream.serve(path, img.body);
+    // Someone else holds the digest's only back-to-source permit (the Semaphore of the lock client's keyPrefix).
+    const lockClient = new Redis(redis.url, { keyPrefix: `${prefix}:` });
+    const other = new Semaphore(lockClient, `b2s:${img.hex}`, 1, { lockTimeout: 60_000 });
+    await other.acquire();
+    try {
+      const b = await startHost(prefix, 'sw', { FLEETQ_LOCK_TTL: '2s' });
+      const jb = await ensure(b, url, img.digest);
+      await b.w.waitForLog((l) => l.msg === 'waiting for a peer: the back-to-source permits are taken');
+      // A holder appears with no PUBLISH at all.
+      const holder = await fakePeer(img.digest, img.body);
+      const now = Date.now();
+      await announce(admin, prefix, { instance: 'silent-1', host: 'silent', version: 't', pid: 1, concurrency: 1, restoreConcurrency: 1, queues: [], startedAt: now }, now);
+      await admin.hset(holderKeys(prefix).holders(Digest.parse(img.digest)), 'silent', JSON.stringify({ state: 'complete', peerUrl: holder.url, instance: 'silent-1', size: img.body.length, at: now }));
+      const r = await jb.settled;
+      expect(r.value).toMatchObject({ outcome: 'pulled', digest: img.digest });
+      const picked = await b.w.waitForLog((l) => l.msg === 'pulling from peer');
+      expect(picked).toMatchObject({ peer: 'silent' });
+      // Found by the periodic look (TTL 2 s), not by a message.
+      expect(Date.parse(String(picked.time)) - now).toBeLessThan(2_000 + 1_500);
+      expect(holder.requests).toHaveLength(1);
+      expect(upstream.gets(path)).toBe(0);
+      expect(await metric(b, 'fleetq_back_to_source_wait_seconds_count')).toBe(1);
+    } finally {
+      await other.release();
+      lockClient.disconnect();
+    }
   });
 });
 

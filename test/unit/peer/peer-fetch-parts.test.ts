@@ -14,7 +14,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DownloadStalledError, DownloadTimeoutError, HttpStatusError, NetworkError, RangeResponseError, TruncatedBodyError } from '../../../src/fetch/fetch-errors.js';
 import { parseContentRange } from '../../../src/fetch/fetch-image.js';
 import { Digest } from '../../../src/lib/digest.js';
-import { peerErrorReason } from '../../../src/peer/fleet.js';
+import { peerBlobUrl, peerErrorReason } from '../../../src/peer/fleet.js';
 import { type Holder, usableBy } from '../../../src/peer/holders.js';
 import { InProgressDownloads } from '../../../src/peer/in-progress.js';
 import { DigestMismatchError, StoreFullError } from '../../../src/store/store-errors.js';
@@ -47,6 +47,16 @@ describe('peerErrorReason', () => {
     expect(peerErrorReason(new DigestMismatchError(D, D, 'u'), 'body')).toBeUndefined();
     expect(peerErrorReason(new StoreFullError('full'), 'body')).toBeUndefined();
     expect(peerErrorReason(new Error('x'), 'body')).toBeUndefined();
+  });
+});
+
+describe('peerBlobUrl', () => {
+  it('only a plain http(s) origin gets the blob path (and the token)', () => {
+    expect(peerBlobUrl('http://10.0.0.5:7480', D)).toBe(`http://10.0.0.5:7480/blobs/${D.value}`);
+    expect(peerBlobUrl('https://[fd00::5]:7480/', D)).toBe(`https://[fd00::5]:7480/blobs/${D.value}`);
+    for (const bad of ['file:///etc/passwd', 'http://u:p@h:1', 'http://h:1/x', 'http://h:1/?q', 'http://h:1/#f', 'gopher://h:1', 'not a url']) {
+      expect(peerBlobUrl(bad, D), bad).toBeUndefined();
+    }
   });
 });
 
