@@ -124,6 +124,7 @@ export function rejection(input: PlacementInput, c: CandidateFacts): string | un
   if (c.health === 'store-unwritable') return 'store not writable';
   const s = c.snapshots;
   if (!s) return 'published no snapshot list (no worker with the restores queue has listed its snapshots yet)';
+  if (!s.has && s.error && s.listedAt === undefined) return `cannot list its snapshots: \`cocoon snapshot ls\` failed: ${s.error}`;
   if (!s.has) {
     const failing = s.error ? `; its last \`cocoon snapshot ls\` failed: ${s.error}` : '';
     return `does not have snapshot ${input.snapshot} (${s.count} snapshot${s.count === 1 ? '' : 's'} published${failing})`;

@@ -38,8 +38,15 @@ export async function runCocoon(opts: RunCocoonOptions): Promise<CocoonRun> {
   const started = Date.now();
   const child = spawn(opts.bin, opts.args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
   let spawnError: NodeJS.ErrnoException | undefined;
-  child.once('error', (err) => (spawnError = err));
-  const exited = childExit(child);
+  // A child that never started (ENOENT, EACCES) emits 'error' and 'close' but never 'exit'.
+  const notStarted = new Promise<[null, null]>((resolve) =>
+    child.on('error', (err) => {
+      if (child.pid !== undefined) return;
+      spawnError = err;
+      resolve([null, null]);
+    }),
+  );
+  const exited = Promise.race([childExit(child), notStarted]);
 
   let stdout = '';
   let stdoutTruncated = false;

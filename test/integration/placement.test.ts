@@ -11,11 +11,16 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cocoonCalls, cocoonVerb, cocoonWorkerEnv, plantSnapshot, readVm, setHostCores } from '../helpers/cocoon.js';
+import { qcow2Image } from '../helpers/images.js';
+import { plantBlob, removeRoot, tempRoot } from '../helpers/store.js';
+import { waitFor } from '../helpers/wait.js';
+import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.js';
 import { InvalidInputError } from '../../src/lib/errors.js';
 import { Digest } from '../../src/lib/digest.js';
 import { addHolder, type HolderEntry } from '../../src/peer/holders.js';
 import { NoPlacementError } from '../../src/placement/place-restore.js';
-import { catalogFrom, publishCatalog, readCatalogMeta } from '../../src/placement/snapshot-catalog.js';
+import { catalogFrom, lookupSnapshot, publishCatalog, readCatalogMeta } from '../../src/placement/snapshot-catalog.js';
 import { enqueueRestore, enqueueRestoreAuto } from '../../src/queues/enqueue-restore.js';
 import { imageQueueName, restoreQueueName } from '../../src/queues/names.js';
 import { announce, removeHost } from '../../src/registry/host-registry.js';
@@ -30,14 +35,31 @@ const MiB = 1024 * 1024;
 const D1 = Digest.parse(`sha256:${'a1'.repeat(32)}`);
 const D2 = Digest.parse(`sha256:${'b2'.repeat(32)}`);
 const queues: Queue[] = [];
+const workers: WorkerProcess[] = [];
+const roots: string[] = [];
 
 beforeAll(() => {
   redis = new Redis(redisSrv.url, { maxRetriesPerRequest: null });
 });
 afterAll(async () => {
+  for (const w of workers) await w.kill();
+  for (const r of roots) removeRoot(r);
   for (const q of queues) await q.close();
   await redis?.quit();
 });
+
+const TIMING = { FLEETQ_HEARTBEAT: '200ms', FLEETQ_HOST_DOWN_AFTER: '3s' };
+
+/** A worker process on its own root (cocoon's too), driving fake-cocoon; `prepare` plants what is there before it starts. */
+async function worker(prefix: string, host: string, env: Record<string, string> = {}, prepare: (root: string) => void = () => {}) {
+  const root = tempRoot();
+  roots.push(root);
+  setHostCores(root, 16);
+  prepare(root);
+  const w = await startWorkerProcess({ REDIS_URL: redisSrv.url, FLEETQ_PREFIX: prefix, FLEETQ_HOST: host, FLEETQ_ROOT: root, ...cocoonWorkerEnv(root), ...TIMING, ...env });
+  workers.push(w);
+  return { root, w };
+}
 
 let prefixes = 0;
 /** A fleet of its own: a fresh key prefix, and helpers to build its state. */
@@ -299,5 +321,74 @@ describe('fleetq hosts --digest', () => {
     expect(await removeHost(redis, f.prefix, 'p', { metrics: false })).toBe(true);
     expect(await readCatalogMeta(redis, f.prefix, 'p')).toBeUndefined();
     expect(await redis.exists(registryKeys(f.prefix).snapshotCatalog('p'))).toBe(0);
+  });
+});
+
+describe('workers publish their cocoon snapshots', () => {
+  it('at start and every FLEETQ_SNAPSHOT_REFRESH, through cocoon snapshot ls with the global flags; an images-only worker publishes nothing; a failing cocoon is logged once and recorded', async () => {
+    const prefix = 'plw';
+    const img = qcow2Image(3);
+    const a = await worker(prefix, 'pub-a', { FLEETQ_SNAPSHOT_REFRESH: '1s' }, (root) => plantSnapshot(root, { name: 'golden', image: 'https://img.example/golden.qcow2', imageDigest: img.digest }));
+    const found = await waitFor('pub-a to publish golden', async () => (await lookupSnapshot(redis, prefix, 'pub-a', 'golden'))?.entry, { timeoutMs: 20_000 });
+    expect(found.digest?.value).toBe(img.digest);
+    const ls = cocoonCalls(a.root).filter((c) => cocoonVerb(c.argv) === 'snapshot ls');
+    expect(ls.length).toBeGreaterThanOrEqual(1);
+    expect(ls[0]!.argv).toEqual(['snapshot', 'ls', '--format', 'json', '--root-dir', a.root, '--run-dir', `${a.root}/run`, '--log-dir', `${a.root}/log`]);
+
+    // A snapshot saved later shows up within a refresh.
+    plantSnapshot(a.root, { name: 'later', imageDigest: null, blobHex: null });
+    await waitFor('pub-a to publish later', async () => (await lookupSnapshot(redis, prefix, 'pub-a', 'later'))?.entry, { timeoutMs: 20_000 });
+    expect(await readCatalogMeta(redis, prefix, 'pub-a')).toMatchObject({ count: 2, published: 2, truncated: 0, pid: a.w.proc.pid });
+
+    // No restores queue: no cocoon call, nothing published, while pub-a kept refreshing.
+    const b = await worker(prefix, 'pub-b', { FLEETQ_SNAPSHOT_REFRESH: '1s', FLEETQ_QUEUES: 'images' });
+    // A missing cocoon: recorded in the meta, logged once however often it fails.
+    const c = await worker(prefix, 'pub-c', { FLEETQ_SNAPSHOT_REFRESH: '300ms', FLEETQ_COCOON_BIN: '/nonexistent/cocoon' });
+    const first = await waitFor('pub-c to record its error', async () => (await readCatalogMeta(redis, prefix, 'pub-c'))?.errorAt, { timeoutMs: 20_000 });
+    await waitFor('pub-c to fail again', async () => ((await readCatalogMeta(redis, prefix, 'pub-c'))?.errorAt ?? 0) > first, { timeoutMs: 20_000 });
+    expect(await readCatalogMeta(redis, prefix, 'pub-c')).toMatchObject({ published: 0, error: expect.stringMatching(/^cocoon binary not found: \/nonexistent\/cocoon/) });
+    expect(c.w.logs.filter((l) => /cannot list cocoon snapshots/.test(String(l.msg)))).toHaveLength(1);
+    expect(c.w.proc.exitCode).toBeNull(); // not fatal
+
+    const lsOfA = cocoonCalls(a.root).length;
+    await waitFor('pub-a to refresh once more', () => cocoonCalls(a.root).length > lsOfA, { timeoutMs: 20_000 });
+    expect(cocoonCalls(b.root)).toEqual([]);
+    expect(await redis.exists(registryKeys(prefix).snapshotCatalog('pub-b'))).toBe(0);
+
+    // And placement says so: pub-c is up and consumes restores, but cannot list its snapshots.
+    const r = await runCli(autoArgs('--json'), { REDIS_URL: redisSrv.url, FLEETQ_PREFIX: prefix, ...TIMING });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      '(considered: pub-a: does not have snapshot s1 (2 snapshots published); pub-b: no live worker consumes its restores queue (FLEETQ_QUEUES); pub-c: cannot list its snapshots: `cocoon snapshot ls` failed: cocoon binary not found: /nonexistent/cocoon (install cocoon or point the worker at it)); nothing was enqueued',
+    );
+  });
+
+  it('end to end: --host auto places the restore on the worker that published the snapshot, and it completes there', async () => {
+    const prefix = 'ple';
+    const img = qcow2Image(5);
+    // Default FLEETQ_SNAPSHOT_REFRESH (1m): what each worker lists at start is what placement sees.
+    const one = await worker(prefix, 'e2e-1', {}, (root) => plantSnapshot(root, { name: 'other', imageDigest: img.digest }));
+    const two = await worker(prefix, 'e2e-2', {}, (root) => {
+      plantBlob(root, img.hex, img.body);
+      plantSnapshot(root, { name: 'golden', image: 'https://img.example/golden.qcow2', imageDigest: img.digest });
+    });
+    await waitFor('e2e-2 to publish golden', async () => (await lookupSnapshot(redis, prefix, 'e2e-2', 'golden'))?.entry, { timeoutMs: 20_000 });
+    await waitFor('e2e-1 to publish its list', async () => (await lookupSnapshot(redis, prefix, 'e2e-1', 'other'))?.entry, { timeoutMs: 20_000 });
+
+    const r = await runCli(['enqueue', 'restore', '--host', 'auto', '--kind', 'clone', '--snapshot', 'golden', '--name', 'vm-placed', '--wait', '--timeout', '60s', '--json'], {
+      REDIS_URL: redisSrv.url,
+      FLEETQ_PREFIX: prefix,
+      ...TIMING,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({ state: 'completed', host: 'e2e-2', vm: 'vm-placed', outcome: 'done', digest: img.digest, placement: { host: 'e2e-2', digest: img.digest } });
+    expect(out.placement.reason).toMatch(/^has snapshot golden; does not hold sha256:[0-9a-f]{12}… \(no eligible host does\); restore queue 0; the only eligible host$/);
+    expect(out.placement.candidates).toEqual([
+      { host: 'e2e-2', eligible: true, score: 0, restoreQueue: 0, digest: img.digest },
+      { host: 'e2e-1', eligible: false, rejected: 'does not have snapshot golden (1 snapshot published)' },
+    ]);
+    expect(readVm(two.root, 'vm-placed')).toMatchObject({ state: 'running' });
+    expect(readVm(one.root, 'vm-placed')).toBeUndefined();
   });
 });

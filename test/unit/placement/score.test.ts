@@ -137,7 +137,7 @@ describe('decidePlacement', () => {
     expect(decidePlacement(input([host('b'), host('c'), host('a')])).chosen!.host).toBe('a');
   });
 
-  it('rejects, saying why: down, unknown, no restores consumer, unwritable store, no snapshot list, snapshot missing, another base digest, disk full without the image', () => {
+  it('rejects, saying why: down, unknown, no restores consumer, unwritable store, no snapshot list, a listing that fails, snapshot missing, another base digest, disk full without the image', () => {
     const d = decidePlacement(
       input(
         [
@@ -148,6 +148,7 @@ describe('decidePlacement', () => {
           host('silent', { snapshots: undefined }),
           host('other', { has: false }),
           host('failing', { has: false, snapshots: { has: false, count: 0, error: 'cocoon binary not found: cocoon' } }),
+          host('stale', { has: false, snapshots: { has: false, count: 4, listedAt: NOW - 600_000, error: 'cocoon snapshot ls timed out after 60s' } }),
           host('wrong-base', { digest: D2 }),
           host('full', { health: 'disk-full' }),
         ],
@@ -164,11 +165,12 @@ describe('decidePlacement', () => {
       ro: 'store not writable',
       silent: 'published no snapshot list (no worker with the restores queue has listed its snapshots yet)',
       other: 'does not have snapshot s1 (3 snapshots published)',
-      failing: 'does not have snapshot s1 (0 snapshots published; its last `cocoon snapshot ls` failed: cocoon binary not found: cocoon)',
+      failing: 'cannot list its snapshots: `cocoon snapshot ls` failed: cocoon binary not found: cocoon',
+      stale: 'does not have snapshot s1 (4 snapshots published; its last `cocoon snapshot ls` failed: cocoon snapshot ls timed out after 60s)',
       'wrong-base': `its snapshot s1 boots sha256:${'2'.repeat(12)}…, not the job's sha256:${'1'.repeat(12)}…`,
       full: `disk full and does not hold sha256:${'1'.repeat(12)}…`,
     });
-    expect(d.reason).toMatch(/^no live host has snapshot s1 and can take the restore \(considered: down: down \(last heartbeat 2m5s ago\); failing: .*; wrong-base: .*\)$/);
+    expect(d.reason).toMatch(/^no live host has snapshot s1 and can take the restore \(considered: down: down \(last heartbeat 2m5s ago\); failing: .*; stale: .*; wrong-base: .*\)$/);
     expect(decidePlacement(input([])).reason).toBe('no live host has snapshot s1 and can take the restore (considered: none — no host is registered)');
   });
 
