@@ -11,7 +11,7 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cocoonCalls, cocoonVerb, cocoonWorkerEnv, plantSnapshot, readVm, setHostCores } from '../helpers/cocoon.js';
+import { cocoonCalls, cocoonGlobalArgs, cocoonVerb, cocoonWorkerEnv, plantSnapshot, readVm, runFakeCocoon, setHostCores } from '../helpers/cocoon.js';
 import { qcow2Image } from '../helpers/images.js';
 import { plantBlob, removeRoot, tempRoot } from '../helpers/store.js';
 import { waitFor } from '../helpers/wait.js';
@@ -49,6 +49,12 @@ afterAll(async () => {
 });
 
 const TIMING = { FLEETQ_HEARTBEAT: '200ms', FLEETQ_HOST_DOWN_AFTER: '3s' };
+
+function queueClientFor(prefix: string, host: string): Queue {
+  const q = new Queue(restoreQueueName(host), { connection: redis, prefix });
+  queues.push(q);
+  return q;
+}
 
 /** A worker process on its own root (cocoon's too), driving fake-cocoon; `prepare` plants what is there before it starts. */
 async function worker(prefix: string, host: string, env: Record<string, string> = {}, prepare: (root: string) => void = () => {}) {
@@ -361,6 +367,31 @@ describe('workers publish their cocoon snapshots', () => {
     expect(r.stderr).toContain(
       '(considered: pub-a: does not have snapshot s1 (2 snapshots published); pub-b: no live worker consumes its restores queue (FLEETQ_QUEUES); pub-c: cannot list its snapshots: `cocoon snapshot ls` failed: cocoon binary not found: /nonexistent/cocoon (install cocoon or point the worker at it)); nothing was enqueued',
     );
+  });
+
+  it('a restore that finds its snapshot gone makes the worker list again at once (not a refresh interval later)', async () => {
+    const prefix = 'plg';
+    const img = qcow2Image(4);
+    // Default FLEETQ_SNAPSHOT_REFRESH (1m): only the failure can bring the list up to date within this test.
+    const h = await worker(prefix, 'gone-1', {}, (root) => {
+      plantSnapshot(root, { name: 'doomed', imageDigest: img.digest });
+      plantSnapshot(root, { name: 'kept', imageDigest: img.digest });
+    });
+    await waitFor('doomed to be published', async () => (await lookupSnapshot(redis, prefix, 'gone-1', 'doomed'))?.entry, { timeoutMs: 20_000 });
+    const rm = await runFakeCocoon(['snapshot', 'rm', 'doomed', ...cocoonGlobalArgs(h.root)]);
+    expect(rm.code, rm.stderr).toBe(0);
+    const restores = queueClientFor(prefix, 'gone-1');
+    const placed = await enqueueRestoreAuto(redis, { kind: 'clone', snapshot: 'doomed', name: 'vm-doomed' }, { prefix, downAfterMs: 3_000, attempts: 1, backoffMs: 10 });
+    expect(placed.host).toBe('gone-1'); // the published list still has it
+    const job = await waitFor('the restore to fail', async () => {
+      const j = await restores.getJob(placed.jobId);
+      return (await j?.isFailed()) ? j : undefined;
+    }, { timeoutMs: 30_000 });
+    expect(job.failedReason).toMatch(/snapshot not found \[E_COCOON_SNAPSHOT_NOT_FOUND/);
+    await waitFor('the list to drop doomed', async () => (await lookupSnapshot(redis, prefix, 'gone-1', 'doomed'))?.entry === undefined, { timeoutMs: 15_000 });
+    expect((await lookupSnapshot(redis, prefix, 'gone-1', 'kept'))?.entry).toBeDefined();
+    const again = await enqueueRestoreAuto(redis, { kind: 'clone', snapshot: 'doomed', name: 'vm-doomed-2' }, { prefix, downAfterMs: 3_000, attempts: 1, backoffMs: 10 }).catch((e: unknown) => e);
+    expect((again as Error).message).toContain('gone-1: does not have snapshot doomed (1 snapshot published)');
   });
 
   it('end to end: --host auto places the restore on the worker that published the snapshot, and it completes there', async () => {
