@@ -1,6 +1,6 @@
 /**
  * Public API for producers that enqueue from code (README "From code",
- * docs/JOBS.md): the enqueue helpers, the job contracts and their types, the
+ * docs/JOBS.md): the enqueue helpers (and restore placement, `--host auto`), the job contracts and their types, the
  * queue names, the Digest a parsed payload or result carries, the errors a
  * producer may meet, and the configuration loader. Worker internals (pull
  * policy, store, locks) are not part of it.
@@ -8,10 +8,12 @@
 export { loadConfig } from './config/load.js';
 export { ConfigSchema, type Config } from './config/schema.js';
 export { ENSURE_IMAGE, EnsureImagePayload, EnsureImageResult, PullProgress, type EnsureImageInput } from './jobs/contracts/ensure-image.js';
-export { RESTORE, RestorePayload, RestoreResult, type RestoreInput } from './jobs/contracts/restore.js';
+export { RESTORE, RestorePayload, RestorePlacement, RestoreResult, type RestoreInput } from './jobs/contracts/restore.js';
 export { ImageUrl } from './jobs/contracts/common.js';
 export { Digest } from './lib/digest.js';
 export { AppError, ConfigError, InvalidInputError } from './lib/errors.js';
 export { enqueueEnsureImage, type Enqueued, type EnqueueOptions } from './queues/enqueue-ensure-image.js';
-export { enqueueRestore, type EnqueuedRestore, type RestoreEnqueueOptions } from './queues/enqueue-restore.js';
+export { enqueueRestore, enqueueRestoreAuto, type AutoRestoreOptions, type EnqueuedRestore, type PlacedRestore, type RestoreEnqueueOptions } from './queues/enqueue-restore.js';
+export { NoPlacementError, placeRestore, type PlaceRestoreOptions, type PlacementRequest } from './placement/place-restore.js';
+export type { HostVerdict, PlacementDecision } from './placement/score.js';
 export { ensureImageDedupId, imageQueueName, queueName, restoreQueueName } from './queues/names.js';

@@ -46,6 +46,18 @@ export const hostFlagFor = (flag: string) =>
 
 export const hostFlag = hostFlagFor('--host');
 
+/** A comma-separated list of host ids (`--hosts h1,h2`), each checked, errors naming `flag`; at least one. */
+export const hostListFlag = (flag: string) =>
+  flagParser(flag, (v) => {
+    const hosts = [...new Set(v.split(',').map((x) => x.trim()).filter(Boolean))];
+    if (hosts.length === 0) throw new Error(`needs at least one host id (got ${shown(v)})`);
+    for (const h of hosts) {
+      const r = HostId.safeParse(h);
+      if (!r.success) throw new Error(`host id ${shown(h)} ${r.error.issues[0]?.message}`);
+    }
+    return hosts;
+  });
+
 /** A duration flag: a unit is required (`7d`, `90m`, `1500ms`); a bare number is an error naming the flag. */
 export const durationFlag = (flag: string) => flagParser(flag, parseDuration);
 

@@ -110,6 +110,8 @@ export const ConfigSchema = z.object({
   /** cocoon's --log-dir (default /var/log/cocoon). */
   cocoonLogDir: optionalPath,
   heartbeatMs: duration.pipe(z.number().min(100, 'must be at least 100ms')).default(5_000),
+  /** How often a worker with the restores queue publishes its cocoon snapshots (`cocoon snapshot ls`) for placement. */
+  snapshotRefreshMs: duration.pipe(z.number().min(100, 'must be at least 100ms')).default(60_000),
   hostDownAfterMs: duration.pipe(z.number().min(500, 'must be at least 500ms')).default(30_000),
   queues: z
     .string()
@@ -211,6 +213,7 @@ export const ENV_VARS = {
   cocoonRunDir: 'FLEETQ_COCOON_RUN_DIR',
   cocoonLogDir: 'FLEETQ_COCOON_LOG_DIR',
   heartbeatMs: 'FLEETQ_HEARTBEAT',
+  snapshotRefreshMs: 'FLEETQ_SNAPSHOT_REFRESH',
   hostDownAfterMs: 'FLEETQ_HOST_DOWN_AFTER',
   queues: 'FLEETQ_QUEUES',
   unsafeLegacyUrlCache: 'FLEETQ_UNSAFE_LEGACY_URL_CACHE',

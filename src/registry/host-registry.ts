@@ -7,8 +7,8 @@
  * default 7d) is dropped by `listHosts` (every board refresh, every CLI
  * command that lists hosts; at most PRUNE_BATCH hosts per call), and
  * `removeHost` (`fleetq hosts rm`) drops one at once. Dropping a host removes
- * its registry entries, metrics snapshots and dead-letter sweep watermarks,
- * never its queues or jobs; a worker that comes back re-registers with its
+ * its registry entries, its published cocoon snapshot list, metrics snapshots
+ * and dead-letter sweep watermarks, never its queues or jobs; a worker that comes back re-registers with its
  * next heartbeat.
  */
 import { randomBytes } from 'node:crypto';
@@ -143,6 +143,7 @@ export async function removeHost(redis: Redis, prefix: string, host: string, opt
   const k = registryKeys(prefix);
   const done = await redis.eval(REMOVE_HOST_SCRIPT, 3, k.hosts, k.host(host), k.dlqSwept, host, opts.silentSince === undefined ? '' : String(opts.silentSince), ...sweptFields(host));
   if (done !== 1) return false;
+  await redis.del(k.snapshotCatalog(host)); // its published cocoon snapshots (placement); they would expire by TTL anyway
   if (opts.metrics === false) return true;
   // Snapshots expire by themselves (TTL); drop them now so the board's /metrics stops showing the host.
   let cursor = '0';

@@ -4,6 +4,8 @@ export const registryKeys = (prefix: string) => ({
   hosts: `${prefix}:hosts`,
   /** HASH instanceId → JSON WorkerAnnouncement, one per host. */
   host: (host: string) => `${prefix}:host:${host}`,
+  /** HASH snapshot name (and `#<ID>`) → JSON entry, `:meta` → listing meta: what the host's cocoon has (placement/snapshot-catalog.ts), with a TTL. */
+  snapshotCatalog: (host: string) => `${prefix}:snapshots:${host}`,
   /** STRING (JSON prom-client metrics) per worker instance, with a TTL. */
   metrics: (host: string, instance: string) => `${prefix}:metrics:${host}:${instance}`,
   metricsPattern: `${prefix}:metrics:*`,

@@ -58,3 +58,8 @@ export function vmInspectArgs(vm: string, g: CocoonGlobals): string[] {
 export function snapshotInspectArgs(snapshot: string, g: CocoonGlobals): string[] {
   return ['snapshot', 'inspect', snapshot, ...globalArgs(g)];
 }
+
+/** `snapshot ls --format json` (§7): every snapshot, oldest first; `No snapshots found.` when there is none. */
+export function snapshotListArgs(g: CocoonGlobals): string[] {
+  return ['snapshot', 'ls', '--format', 'json', ...globalArgs(g)];
+}

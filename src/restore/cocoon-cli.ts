@@ -1,12 +1,12 @@
 /**
- * The cocoon CLI as fleetq uses it: `snapshot inspect`, `vm inspect`,
+ * The cocoon CLI as fleetq uses it: `snapshot inspect`, `snapshot ls`, `vm inspect`,
  * `vm clone`, `vm restore`, each with the global flags that point cocoon at
  * fleetq's store. Exit status alone proves nothing (`cocoon vm <typo>` prints
  * help and exits 0), so every call must also print the JSON it promises.
  */
 import type { ClonePayload, RestoreVmPayload } from '../jobs/contracts/restore.js';
-import { cloneArgs, type CocoonGlobals, restoreArgs, snapshotInspectArgs, vmInspectArgs } from './cocoon-args.js';
-import { CocoonSnapshot, CocoonVm, parseCocoonJson } from './cocoon-records.js';
+import { cloneArgs, type CocoonGlobals, restoreArgs, snapshotInspectArgs, snapshotListArgs, vmInspectArgs } from './cocoon-args.js';
+import { CocoonSnapshot, CocoonVm, parseCocoonJson, parseSnapshotList } from './cocoon-records.js';
 import { CocoonError, CocoonOutputError } from './restore-errors.js';
 import { runCocoon } from './run-cocoon.js';
 import type { z } from 'zod';
@@ -27,6 +27,8 @@ export interface CallContext {
 }
 
 const INSPECT_TIMEOUT_MS = 60_000;
+/** `snapshot ls` prints every record (about 500 bytes each): room for tens of thousands, and a bound. */
+const LIST_MAX_STDOUT = 32 * 1024 * 1024;
 
 /**
  * cocoon's environment: ours without fleetq's own settings and secrets (board
@@ -62,6 +64,26 @@ export class CocoonCli {
       if (err instanceof CocoonError && err.code === 'E_COCOON_VM_NOT_FOUND') return undefined;
       throw err;
     }
+  }
+
+  /**
+   * `snapshot ls --format json` → every snapshot record, oldest first (§7).
+   * Records that do not parse are left out and counted in `invalid`.
+   */
+  async listSnapshots(ctx: CallContext = {}): Promise<{ snapshots: CocoonSnapshot[]; invalid: number }> {
+    const args = snapshotListArgs(this.opts.globals);
+    ctx.onCall?.([this.opts.bin, ...args]);
+    const run = await runCocoon({ bin: this.opts.bin, args, timeoutMs: INSPECT_TIMEOUT_MS, signal: ctx.signal, env: this.env, onLine: ctx.onLine, maxStdout: LIST_MAX_STDOUT });
+    if (run.stdoutTruncated) throw new CocoonOutputError(`cocoon snapshot ls printed more than ${LIST_MAX_STDOUT / 1024 / 1024} MiB: too many snapshots to read`);
+    const list = parseSnapshotList(run.stdout);
+    if (list === undefined) {
+      const shown = run.stdout.trim().split('\n').slice(0, 2).join(' / ').slice(0, 160);
+      throw new CocoonOutputError(
+        `cocoon snapshot ls exited 0 but printed ${shown ? `"${shown}"` : 'nothing'} instead of a snapshot list: is ${this.opts.bin} a cocoon that knows this command?`,
+        { settings: ['cocoonBin'] },
+      );
+    }
+    return list;
   }
 
   async clone(p: ClonePayload, ctx: CallContext = {}): Promise<CocoonVm> {

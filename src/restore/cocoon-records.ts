@@ -51,3 +51,30 @@ export function parseCocoonJson<S extends z.ZodType>(schema: S, stdout: string):
   const parsed = schema.safeParse(json);
   return parsed.success ? parsed.data : undefined;
 }
+
+/**
+ * `snapshot ls --format json` (§7): a JSON array of snapshot records, or the
+ * line `No snapshots found.` (printed even with --format json). Elements that
+ * are not snapshot records are counted and left out. Undefined when stdout is
+ * neither (help text, a cocoon without the command…).
+ */
+export function parseSnapshotList(stdout: string): { snapshots: CocoonSnapshot[]; invalid: number } | undefined {
+  const text = stdout.trim();
+  if (text === 'No snapshots found.') return { snapshots: [], invalid: 0 };
+  if (!text.startsWith('[')) return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(json)) return undefined;
+  const snapshots: CocoonSnapshot[] = [];
+  let invalid = 0;
+  for (const item of json) {
+    const parsed = CocoonSnapshot.safeParse(item);
+    if (parsed.success) snapshots.push(parsed.data);
+    else invalid++;
+  }
+  return { snapshots, invalid };
+}

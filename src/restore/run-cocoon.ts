@@ -17,10 +17,14 @@ export interface RunCocoonOptions {
   onLine?: (stream: 'stdout' | 'stderr', line: string) => void;
   /** How long after SIGTERM before SIGKILL. */
   killGraceMs?: number;
+  /** Keep at most this much of stdout (default 1 MiB: one JSON record); more sets `stdoutTruncated`. */
+  maxStdout?: number;
 }
 
 export interface CocoonRun {
   stdout: string;
+  /** stdout was longer than `maxStdout`: what was kept is cut short. */
+  stdoutTruncated: boolean;
   stderrTail: string[];
   durationMs: number;
 }
@@ -34,17 +38,27 @@ export async function runCocoon(opts: RunCocoonOptions): Promise<CocoonRun> {
   const started = Date.now();
   const child = spawn(opts.bin, opts.args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
   let spawnError: NodeJS.ErrnoException | undefined;
-  child.once('error', (err) => (spawnError = err));
-  const exited = childExit(child);
+  // A child that never started (ENOENT, EACCES) emits 'error' and 'close' but never 'exit'.
+  const notStarted = new Promise<[null, null]>((resolve) =>
+    child.on('error', (err) => {
+      if (child.pid !== undefined) return;
+      spawnError = err;
+      resolve([null, null]);
+    }),
+  );
+  const exited = Promise.race([childExit(child), notStarted]);
 
   let stdout = '';
+  let stdoutTruncated = false;
+  const maxStdout = opts.maxStdout ?? MAX_STDOUT;
   const tail: string[] = [];
   /** cobra prints each error as one `Error: <message>` line on stderr (§1). */
   const errors: string[] = [];
   const out = createInterface({ input: child.stdout! });
   const err = createInterface({ input: child.stderr! });
   out.on('line', (line) => {
-    if (stdout.length < MAX_STDOUT) stdout += `${line}\n`;
+    if (stdout.length < maxStdout) stdout += `${line}\n`;
+    else stdoutTruncated = true;
     opts.onLine?.('stdout', line);
   });
   err.on('line', (line) => {
@@ -92,5 +106,5 @@ export async function runCocoon(opts: RunCocoonOptions): Promise<CocoonRun> {
     const verdict = classifyCocoonFailure((errors.length ? errors : tail).join('\n'));
     throw new CocoonError(`${cmd} exited ${code}: ${last || '(no output)'} [${verdict.code}: ${verdict.hint}]`, verdict.code, verdict.permanent, { settings: verdict.settings });
   }
-  return { stdout, stderrTail: tail, durationMs };
+  return { stdout, stdoutTruncated, stderrTail: tail, durationMs };
 }

@@ -26,6 +26,8 @@ import { openConnections } from './connections.js';
 import { DeadLetterRecorder } from './dead-letter-recorder.js';
 import { startHeartbeat } from './heartbeat.js';
 import { startProcessors, watchFailures } from './processors.js';
+import { CocoonCli } from '../restore/cocoon-cli.js';
+import { startSnapshotPublisher } from './snapshot-publisher.js';
 import { StoreHealth } from './store-health.js';
 
 /** The fleet's certificate (FLEETQ_PEER_TLS_CERT), trusted for https peers too; read at start (start-peer reports a bad file). */
@@ -116,6 +118,26 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
   const queues = workers.map((w) => w.name);
 
   const heartbeat = await startHeartbeat({ cfg, redis: connections.lock, queues, metrics, health, log, peerUrl: peer?.advertisedUrl, instance });
+  // Placement (`--host auto`) needs to know which snapshots this host has: only a worker that runs restores lists them.
+  const restoreWorker = processors.workers.find((w) => w.kind === 'restores')?.queue;
+  const snapshots = restoreWorker
+    ? startSnapshotPublisher({
+        redis: connections.lock,
+        prefix: cfg.prefix,
+        host: cfg.host,
+        cocoon: new CocoonCli({
+          bin: cfg.cocoonBin,
+          timeoutMs: cfg.cocoonTimeoutMs,
+          globals: { rootDir: cfg.root, config: cfg.cocoonConfig, runDir: cfg.cocoonRunDir, logDir: cfg.cocoonLogDir },
+        }),
+        intervalMs: cfg.snapshotRefreshMs,
+        log,
+      })
+    : undefined;
+  // A restore that found no such snapshot: the published list may be stale.
+  restoreWorker?.on('failed', (_job, err) => {
+    if ((err as { code?: unknown }).code === 'E_COCOON_SNAPSHOT_NOT_FOUND') snapshots?.refreshSoon();
+  });
   endpoint?.attach({ host: cfg.host, metrics, health, paths, redis: connections.queue, queues: processors.workers });
   log.info(
     { queues, concurrency: cfg.concurrency, restoreConcurrency: cfg.restoreConcurrency, root: cfg.root, redis: redactRedisUrl(cfg.redisUrl), prefix: cfg.prefix, version: VERSION, metrics: endpoint?.url, peer: peer?.advertisedUrl, peerFetch: token !== undefined, instance },
@@ -127,6 +149,7 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
     (closing ??= (async () => {
       await processors.close(graceMs);
       await deadLetters.close();
+      await snapshots?.stop();
       await heartbeat.stop();
       await dispatcher.close().catch(() => {});
       await peerClient?.close().catch(() => {});

@@ -347,6 +347,20 @@ export function cocoonVerbs(root: string): string[] {
   return cocoonCalls(root).map((c) => cocoonVerb(c.argv));
 }
 
+/**
+ * The calls a restore made: every call but the worker's snapshot listing
+ * (`snapshot ls`, published for placement at start and every
+ * FLEETQ_SNAPSHOT_REFRESH), which runs on its own clock.
+ */
+export function restoreCalls(root: string): CocoonCall[] {
+  return cocoonCalls(root).filter((c) => cocoonVerb(c.argv) !== 'snapshot ls');
+}
+
+/** The verbs of `restoreCalls`. */
+export function restoreVerbs(root: string): string[] {
+  return restoreCalls(root).map((c) => cocoonVerb(c.argv));
+}
+
 // ───────────── fault control ─────────────
 
 export interface CocoonFault {

@@ -20,6 +20,8 @@ import {
   plantSnapshot,
   plantVm,
   readVm,
+  restoreCalls,
+  restoreVerbs,
   runFakeCocoon,
   setCocoonFault,
   setHostCores,
@@ -100,7 +102,7 @@ describe('cocoon#37 through a restore: the snapshot decides the digest', () => {
     expect(child!.data).toEqual({ image: url, imageDigest: current.digest });
     expect(child!.returnvalue).toMatchObject({ outcome: 'pulled', digest: current.digest });
     // Every cocoon call pointed cocoon at fleetq's store; FLEETQ_ROOT is not even in its environment.
-    const calls = cocoonCalls(h.root);
+    const calls = restoreCalls(h.root);
     // First run: base missing → image job, park. Resumed: look again (idempotent), then clone.
     expect(calls.map((c) => c.argv.slice(0, 2).join(' '))).toEqual(['snapshot inspect', 'vm inspect', 'snapshot inspect', 'vm inspect', 'vm clone']);
     for (const c of calls) {
@@ -148,7 +150,7 @@ describe('cocoon#37 through a restore: the snapshot decides the digest', () => {
     expect(r.attemptsMade).toBe(1);
     expect(r.failedReason).toContain(current.digest);
     expect(r.failedReason).toContain(other.digest);
-    expect(cocoonVerbs(h.root)).toEqual(['snapshot inspect']);
+    expect(restoreVerbs(h.root)).toEqual(['snapshot inspect']);
     expect(upstream.gets('/contradict/win11')).toBe(0);
   });
 
@@ -249,7 +251,7 @@ describe('restore (roll a running VM back to its snapshot) is destructive', () =
     const vm = readVm(h.root, 'vm-live')!;
     expect(vm.state).toBe('running');
     expect(qemuInfo(vmOverlay(h.root, vm.id))['backing-filename']).toBe(blobOf(h.root, img));
-    expect(cocoonVerbs(h.root)).toEqual(['snapshot inspect', 'vm inspect', 'snapshot inspect', 'vm inspect', 'vm restore']);
+    expect(restoreVerbs(h.root)).toEqual(['snapshot inspect', 'vm inspect', 'snapshot inspect', 'vm inspect', 'vm restore']);
   });
 
   it('cocoon fails after killing the VM → permanent, naming the state it was left in and "cocoon vm start"', async () => {
@@ -480,7 +482,7 @@ describe('cocoon failures, driven by the fixture\'s real error texts', () => {
   });
 
   it('bad restore payloads → clear error, no retries, no subprocess', async () => {
-    const before = cocoonCalls(h.root).length;
+    const before = restoreCalls(h.root).length;
     const cases: Array<[Record<string, unknown>, RegExp]> = [
       [{ kind: 'restore', snapshot: 's' }, /^invalid restore payload: vm is required/],
       [{ kind: 'clone', snapshot: 's' }, /^invalid restore payload: name is required/],
@@ -498,7 +500,7 @@ describe('cocoon failures, driven by the fixture\'s real error texts', () => {
       expect(r.attemptsMade).toBe(1);
       expect(r.failedReason).toMatch(reason);
     }
-    expect(cocoonCalls(h.root).length).toBe(before);
+    expect(restoreCalls(h.root).length).toBe(before);
   });
 });
 

@@ -5,18 +5,20 @@ import type { Command } from 'commander';
 import type { Redis } from 'ioredis';
 import { parsePayload } from '../../jobs/contracts/common.js';
 import { ENSURE_IMAGE, EnsureImagePayload } from '../../jobs/contracts/ensure-image.js';
-import { RESTORE, type RestoreInput, RestorePayload } from '../../jobs/contracts/restore.js';
+import { RESTORE, type RestoreInput, RestorePayload, type RestorePlacement } from '../../jobs/contracts/restore.js';
+import { placeRestore } from '../../placement/place-restore.js';
+import { candidateSummary, placementRecord } from '../../placement/score.js';
 import { enqueueEnsureImage } from '../../queues/enqueue-ensure-image.js';
 import { enqueueRestore } from '../../queues/enqueue-restore.js';
 import { imageChildId, imageQueueName, restoreQueueName } from '../../queues/names.js';
-import { workerConnection } from '../../queues/connection.js';
+import { producerConnection, waitReady, workerConnection } from '../../queues/connection.js';
 import { queueOptions } from '../../queues/queue-options.js';
 import type { Config } from '../../config/schema.js';
 import { redactUrl } from '../../lib/redact.js';
 import { formatDuration } from '../../lib/units.js';
 import { cliConfig, openQueue } from '../context.js';
 import { EXIT } from '../exit-codes.js';
-import { asUsageError, durationFlag, hostFlag, jobIdFlag, priorityFlag } from '../flags.js';
+import { asUsageError, durationFlag, hostFlag, hostListFlag, jobIdFlag, priorityFlag } from '../flags.js';
 import { checkLiveHost } from '../live-host.js';
 import { printErr, printJsonLine, printLine } from '../output.js';
 import { barView, finalMessage, finalReason, lineView, waitWithProgress, type WaitOutcome } from '../progress.js';
@@ -40,6 +42,8 @@ interface EnsureImageFlags extends SubmitFlags {
 }
 
 interface RestoreFlags extends SubmitFlags {
+  /** With `--host auto`: the candidates. */
+  hosts?: string[];
   kind: string;
   snapshot: string;
   vm?: string;
@@ -171,6 +175,28 @@ function printOutcome(sub: Submitted, o: WaitOutcome, opts: SubmitFlags): void {
   process.exitCode = o.end === 'completed' ? EXIT.OK : o.end === 'timeout' ? EXIT.TIMEOUT : o.end === 'gone' ? EXIT.NOT_FOUND : EXIT.FAILED;
 }
 
+/** `--host auto`: the value that asks fleetq to choose (a host cannot be named "auto" for enqueue). */
+export const AUTO_HOST = 'auto';
+
+/**
+ * `--host auto`: choose the host (placement/), or refuse with exit 2 and
+ * nothing enqueued, naming every host considered and why it was rejected.
+ */
+async function placeOnAuto(cfg: Config, input: RestoreInput, hosts: string[] | undefined): Promise<{ placement: RestorePlacement; candidates: Array<Record<string, unknown>> }> {
+  const payload = asUsageError(() => parsePayload(RestorePayload, input, RESTORE));
+  const redis = producerConnection(cfg.redisUrl);
+  redis.on('error', () => {});
+  try {
+    await waitReady(redis, cfg.redisUrl);
+    const decision = await placeRestore(redis, { snapshot: payload.snapshot, imageDigest: payload.imageDigest }, { prefix: cfg.prefix, downAfterMs: cfg.hostDownAfterMs, hosts });
+    const chosen = decision.chosen;
+    if (!chosen) throw new UsageError(`--host auto: ${decision.reason}; nothing was enqueued`);
+    return { placement: placementRecord({ ...decision, chosen }, Date.now()), candidates: candidateSummary(decision) };
+  } finally {
+    await redis.quit().catch(() => {});
+  }
+}
+
 /** Flags that belong to the other --kind: say which flag to use instead of "not a known field". */
 function checkKindFlags(opts: RestoreFlags): void {
   if (opts.kind === 'clone' && opts.vm !== undefined) throw new UsageError('--vm: only with --kind restore (a clone names its new VM with --name)');
@@ -193,6 +219,7 @@ export function registerEnqueue(program: Command): void {
       .option('--force', 'download even if present'),
     'job',
   ).action(async (opts: EnsureImageFlags) => {
+    if (opts.host === AUTO_HOST) throw new UsageError('--host: "auto" is for enqueue restore only (placement goes by the snapshot); name the host');
     const cfg = cliConfig();
     const input = { image: opts.image, imageDigest: opts.digest, force: opts.force ? true : undefined };
     asUsageError(() => parsePayload(EnsureImagePayload, input, ENSURE_IMAGE)); // bad input never touches Redis
@@ -206,7 +233,8 @@ export function registerEnqueue(program: Command): void {
     enqueue
       .command('restore')
       .description("clone or restore a VM through cocoon, once the base image its snapshot records is on the host (pulled first when missing)")
-      .requiredOption('--host <id>', 'target host id', hostFlag)
+      .requiredOption('--host <id|auto>', 'target host id, or auto: a live host that has the snapshot, best image locality, then shortest restore queue', hostFlag)
+      .option('--hosts <ids>', 'with --host auto: only these hosts are candidates (comma-separated)', hostListFlag('--hosts'))
       .requiredOption('--kind <clone|restore>', 'clone a new VM from a snapshot, or restore a VM to one of its snapshots')
       .requiredOption('--snapshot <name>', 'snapshot name')
       .option('--vm <name>', 'the VM to restore (kind restore)')
@@ -221,6 +249,7 @@ export function registerEnqueue(program: Command): void {
     'restore',
   ).action(async (opts: RestoreFlags) => {
     checkKindFlags(opts);
+    if (opts.hosts !== undefined && opts.host !== AUTO_HOST) throw new UsageError('--hosts: only with --host auto (it restricts the candidates)');
     const cfg = cliConfig();
     const num = (v: string | undefined) => (v !== undefined && /^\d+$/.test(v) ? Number(v) : v);
     const flags = {
@@ -238,11 +267,19 @@ export function registerEnqueue(program: Command): void {
       onDemand: opts.onDemand ? true : undefined,
     };
     // Flags not given are absent, not undefined: each kind's contract refuses the other kind's fields.
-    const input = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) as RestoreInput;
+    const input = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) as unknown as RestoreInput;
     asUsageError(() => parsePayload(RestorePayload, input, RESTORE));
+    let placed: Awaited<ReturnType<typeof placeOnAuto>> | undefined;
+    if (opts.host === AUTO_HOST) {
+      placed = await placeOnAuto(cfg, input, opts.hosts);
+      input.placement = placed.placement;
+      opts.host = placed.placement.host;
+      if (!opts.json) printErr(`placed on ${placed.placement.host}: ${placed.placement.reason}`);
+    }
     await submit(cfg, 'restores', opts, async (queue) => {
       const enq = await enqueueRestore(queue, input, submission(cfg, opts));
-      return { jobId: enq.jobId, extra: { vm: enq.vm } };
+      const placement = placed ? { placement: { ...placed.placement, candidates: placed.candidates } } : {};
+      return { jobId: enq.jobId, extra: { vm: enq.vm, ...(placed ? { host: placed.placement.host } : {}), ...placement } };
     });
   });
 }

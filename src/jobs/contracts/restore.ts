@@ -9,6 +9,7 @@
  * A job that names a digest the snapshot contradicts fails before anything runs.
  */
 import { z } from 'zod';
+import { HostId } from '../../config/schema.js';
 import { DigestField, ImageType, ImageUrl } from './common.js';
 
 export const RESTORE = 'restore' as const;
@@ -45,6 +46,32 @@ const CocoonSize = (min?: { bytes: number; label: string }) =>
 
 const wholeNumber = z.number({ error: 'must be a whole number' }).int('must be a whole number');
 
+/**
+ * Where `--host auto` (placement/) put the job and why, decided at enqueue
+ * time: the host had the snapshot, and among such hosts the best image
+ * locality score (kube-scheduler ImageLocality), then the shortest restore
+ * queue. A record for people and tools; the worker does not act on it.
+ */
+export const RestorePlacement = z.strictObject({
+  /** The host chosen (the job is on its restores queue). */
+  host: HostId,
+  /** One line: `has snapshot s1; holds sha256:… (256.0 MiB); restore queue 2 (shortest)`. */
+  reason: z.string({ error: 'must be a string' }).min(1, 'is required').max(2000, 'is longer than 2000 characters'),
+  /** When it was decided (ms since the epoch). */
+  at: z.number({ error: 'must be a number' }).int('must be a whole number').nonnegative('must not be negative'),
+  /** Image locality score 0–100 (kube-scheduler's scale). */
+  score: z.number({ error: 'must be a number' }).int('must be a whole number').min(0, 'must be 0-100').max(100, 'must be 0-100'),
+  /** Jobs in the host's restores queue then (waiting, prioritized, waiting for children, active, delayed). */
+  restoreQueue: z.number({ error: 'must be a number' }).int('must be a whole number').nonnegative('must not be negative'),
+  /** The base image digest placement scored (the job's pin, else the host's snapshot record), when known. */
+  digest: DigestField.optional(),
+  /** Whether the host held that digest: committed (`complete`) or downloading (`partial`); absent when it did not. */
+  holding: z.enum(['complete', 'partial']).optional(),
+  /** The image's size as its holders reported it, when known. */
+  imageBytes: z.number().int().nonnegative().optional(),
+});
+export type RestorePlacement = z.output<typeof RestorePlacement>;
+
 /** What both kinds share. */
 const common = {
   snapshot: CocoonName,
@@ -55,6 +82,8 @@ const common = {
   imageDigest: DigestField.optional(),
   cpu: wholeNumber.min(1, 'must be at least 1').max(256, 'must be at most 256').optional(),
   onDemand: z.boolean({ error: 'must be true or false' }).optional(),
+  /** Set by `--host auto` / `enqueueRestoreAuto`: the host chosen and why. */
+  placement: RestorePlacement.optional(),
 };
 
 export const ClonePayload = z.strictObject({

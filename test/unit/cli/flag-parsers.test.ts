@@ -1,7 +1,7 @@
 /** src/cli/flags.ts: the flag parsers commands share, and payload errors turned into flag errors. Pure. */
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../../src/cli/exit-codes.js';
-import { asUsageError, durationFlag, flagOf, hostFlag, hostFlagFor, jobIdFlag, priorityFlag, usageMessage } from '../../../src/cli/flags.js';
+import { asUsageError, durationFlag, flagOf, hostFlag, hostFlagFor, hostListFlag, jobIdFlag, priorityFlag, usageMessage } from '../../../src/cli/flags.js';
 import { UsageError } from '../../../src/cli/usage-error.js';
 import { InvalidInputError } from '../../../src/lib/errors.js';
 
@@ -120,5 +120,17 @@ describe('jobIdFlag', () => {
     ['', 'empty'],
   ])('refuses %j (%s)', (v) => {
     expect(refused(() => jobIdFlag(v)).message).toMatch(/^--job-id: must be 1-128 letters, digits, "\.", "_" or "-", not all digits, no ":" \(got ".*"\)$/);
+  });
+});
+
+describe('hostListFlag (--hosts h1,h2)', () => {
+  const hosts = hostListFlag('--hosts');
+  it('splits, trims and de-duplicates host ids', () => {
+    expect(hosts('h1, h2,h1,,h3')).toEqual(['h1', 'h2', 'h3']);
+  });
+  it('refuses an empty list and a bad id, naming the flag and the id', () => {
+    expect(refused(() => hosts(' , ')).message).toBe('--hosts: needs at least one host id (got " , ")');
+    expect(refused(() => hosts('h1,-x')).message).toMatch(/^--hosts: host id "-x" must be 1-63 characters of letters, digits/);
+    expect(refused(() => hosts('h1,a:b')).message).toMatch(/^--hosts: host id "a:b" /);
   });
 });

@@ -80,6 +80,10 @@ describe('docs/job-schema (JSON Schema of the job contract)', () => {
       expect(s.required).not.toContain('image');
       expect(s.required).not.toContain('imageDigest');
       expect(s.additionalProperties).toBe(false);
+      // placement (`--host auto`): optional, and whole when present.
+      expect(s.required).not.toContain('placement');
+      expect(s.properties.placement).toMatchObject({ type: 'object', additionalProperties: false, required: ['host', 'reason', 'at', 'score', 'restoreQueue'] });
+      expect(s.properties.placement.properties.digest.pattern).toBe('^sha256:[0-9a-f]{64}$');
     }
 
     // Results leave room for fields added later.

@@ -13,12 +13,13 @@ import * as libErrors from '../../../src/lib/errors.js';
 import { AppError, errorKind } from '../../../src/lib/errors.js';
 import * as lockErrors from '../../../src/lock/lock-errors.js';
 import * as fleet from '../../../src/ops/fleet.js';
+import * as placement from '../../../src/placement/place-restore.js';
 import * as redisServer from '../../../src/redis/redis-server.js';
 import * as restoreErrors from '../../../src/restore/restore-errors.js';
 import * as storeErrors from '../../../src/store/store-errors.js';
 import { failureLine, toBullmqError } from '../../../src/worker/to-bullmq-error.js';
 
-const modules = { exitCodes, usage, fetchErrors, libErrors, lockErrors, fleet, redisServer, restoreErrors, storeErrors };
+const modules = { exitCodes, usage, fetchErrors, libErrors, lockErrors, fleet, placement, redisServer, restoreErrors, storeErrors };
 const errorClasses = Object.entries(modules).flatMap(([m, exports]) =>
   Object.entries(exports as Record<string, unknown>)
     .filter(([, v]) => v !== AppError && typeof v === 'function' && (v as { prototype?: unknown }).prototype instanceof Error)
@@ -28,7 +29,7 @@ const errorClasses = Object.entries(modules).flatMap(([m, exports]) =>
 describe('every error class', () => {
   it('is found (the check below is not vacuous)', () => {
     expect(errorClasses.length).toBeGreaterThanOrEqual(30);
-    expect(errorClasses.map(([n]) => n)).toEqual(expect.arrayContaining(['exitCodes.CliError', 'usage.UsageError', 'fleet.UnknownHostError', 'redisServer.RedisServerMissingError']));
+    expect(errorClasses.map(([n]) => n)).toEqual(expect.arrayContaining(['exitCodes.CliError', 'usage.UsageError', 'fleet.UnknownHostError', 'placement.NoPlacementError', 'redisServer.RedisServerMissingError']));
   });
 
   it.each(errorClasses)('%s derives from AppError', (_name, cls) => {
