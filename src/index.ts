@@ -2,7 +2,9 @@
  * Public API for producers that enqueue from code (README "From code",
  * docs/JOBS.md): the enqueue helpers (and restore placement, `--host auto`), the job contracts and their types, the
  * queue names, the Digest a parsed payload or result carries, the errors a
- * producer may meet, and the configuration loader. Worker internals (pull
+ * producer may meet, the configuration loader, and the Redis connection
+ * factory (a single Redis, Sentinel or Cluster, from the same settings as
+ * fleetq's own processes: `openRedis(loadConfig(), 'service')`). Worker internals (pull
  * policy, store, locks) are not part of it.
  */
 export { loadConfig } from './config/load.js';
@@ -17,3 +19,4 @@ export { enqueueRestore, enqueueRestoreAuto, type AutoRestoreOptions, type Enque
 export { NoPlacementError, placeRestore, type PlaceRestoreOptions, type PlacementRequest } from './placement/place-restore.js';
 export type { HostVerdict, PlacementDecision } from './placement/score.js';
 export { ensureImageDedupId, imageQueueName, queueName, restoreQueueName } from './queues/names.js';
+export { connectRedis, openRedis, waitReady, type RedisClient, type RedisRole } from './redis/connect.js';

@@ -4,7 +4,7 @@
  * URL, and its serving load (open peer responses), sent when it changes, one
  * write at a time (the latest value wins).
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/connect.js';
 import type { Logger } from 'pino';
 import { errorMessage } from '../lib/errors.js';
 import { addHolder, removeHolder, setServingLoad } from './holders.js';

@@ -21,7 +21,7 @@
  * nothing, so it fetches from a holder when there is one and otherwise goes
  * upstream on its own.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/connect.js';
 import type { Logger } from 'pino';
 import { Semaphore } from 'redis-semaphore';
 import type { Dispatcher } from 'undici';

@@ -17,20 +17,24 @@
  * The serving load (open peer responses per host) lives in one HASH, set by
  * each worker's blob server, and weights the choice among holders.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/connect.js';
 import { z } from 'zod';
 import type { Digest } from '../lib/digest.js';
 import { WorkerAnnouncement } from '../registry/host-registry.js';
-import { registryKeys } from '../registry/keys.js';
+import { peerKeys, registryKeys } from '../registry/keys.js';
 
-export const holderKeys = (prefix: string) => ({
-  /** HASH host → JSON HolderEntry, one per digest. */
-  holders: (d: Digest) => `${prefix}:holders:${d.hex}`,
-  /** HASH host → open peer responses (the serving load). */
-  load: `${prefix}:peer-load`,
-  /** Pub/sub channel: a holder was added for the digest. */
-  changed: (d: Digest) => `${prefix}:holders-changed:${d.hex}`,
-});
+/** The peer keys with their Cluster hash tags (registry/keys.ts `peerKeys`, docs/ARCHITECTURE.md "Redis keys"). */
+export const holderKeys = (prefix: string) => {
+  const k = peerKeys(prefix);
+  return {
+    /** HASH host → JSON HolderEntry, one per digest; tag `{<hex>}` (the slot of the digest's back-to-source semaphore). */
+    holders: (d: Digest) => k.holders(d.hex),
+    /** HASH host → open peer responses (the serving load), in the `{registry}` slot. */
+    load: k.peerLoad,
+    /** Pub/sub channel (classic PUBLISH, broadcast on a Cluster): a holder was added for the digest. */
+    changed: (d: Digest) => k.holdersChanged(d.hex),
+  };
+};
 
 export const HolderEntry = z.object({
   state: z.enum(['complete', 'partial']),

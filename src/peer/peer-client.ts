@@ -10,15 +10,15 @@
  */
 import { rootCertificates } from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
-import { parseDestinationPolicy } from '../fetch/destination-policy.js';
+import { parseDestinationPolicy, type PolicyOptions } from '../fetch/destination-policy.js';
 import { createGuardedConnector } from '../fetch/guarded-connector.js';
 import { createReadRingConnector } from '../fetch/read-ring.js';
 
 export interface PeerClientOptions {
   /** Connect, headers and body idle timeout (FLEETQ_DOWNLOAD_IDLE_TIMEOUT). */
   idleTimeoutMs: number;
-  /** fleetq's Redis: never a peer. */
-  redisUrl: string;
+  /** fleetq's Redis endpoints (redis/target.ts redisEndpoints): never a peer. */
+  redis: PolicyOptions['redis'];
   /** Extra PEM certificates to trust (the fleet's). */
   ca?: Buffer | undefined;
 }
@@ -27,7 +27,7 @@ export function createPeerClient(o: PeerClientOptions): Dispatcher {
   const tls = o.ca ? { ca: [...rootCertificates, o.ca.toString('utf8')] } : {};
   return new Agent({
     connect: createGuardedConnector({
-      policy: parseDestinationPolicy(undefined, { redisUrl: o.redisUrl }),
+      policy: parseDestinationPolicy(undefined, { redis: o.redis }),
       timeoutMs: o.idleTimeoutMs,
       connector: createReadRingConnector(o.idleTimeoutMs, tls),
     }),

@@ -10,7 +10,7 @@
  * not a reservation.
  */
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/connect.js';
 import type { Digest } from '../lib/digest.js';
 import { AppError } from '../lib/errors.js';
 import { listHolders } from '../peer/holders.js';

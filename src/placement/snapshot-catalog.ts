@@ -16,13 +16,13 @@
  * names stay until the key's TTL runs out). Only hosts that are up count:
  * the reader checks the registry, never the key's age alone.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/connect.js';
 import { z } from 'zod';
 import { COCOON_NAME_RE } from '../jobs/contracts/restore.js';
 import { Digest } from '../lib/digest.js';
 import type { CocoonSnapshot } from '../restore/cocoon-records.js';
 import { snapshotDigest } from '../restore/snapshot-base.js';
-import { registryKeys } from '../registry/keys.js';
+import { hostKeys } from '../registry/keys.js';
 
 /** The cap on snapshots published per host: bounds the hash (about 200 bytes each) and every refresh's write. */
 export const MAX_PUBLISHED_SNAPSHOTS = 1000;
@@ -87,7 +87,7 @@ export function catalogFrom(snaps: readonly CocoonSnapshot[], cap = MAX_PUBLISHE
   return { entries, count: snaps.length, truncated: snaps.length - kept.length, unnamed };
 }
 
-export const catalogKey = (prefix: string, host: string) => registryKeys(prefix).snapshotCatalog(host);
+export const catalogKey = (prefix: string, host: string) => hostKeys(prefix, host).snapshots;
 
 /** Replace the host's published snapshots (one MULTI: readers see the old list or the new one). */
 export async function publishCatalog(redis: Redis, prefix: string, host: string, c: Catalog, o: { pid: number; ttlMs: number; now?: number }): Promise<CatalogMeta> {

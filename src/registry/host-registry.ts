@@ -7,16 +7,21 @@
  * default 7d) is dropped by `listHosts` (every board refresh, every CLI
  * command that lists hosts; at most PRUNE_BATCH hosts per call), and
  * `removeHost` (`fleetq hosts rm`) drops one at once. Dropping a host removes
- * its registry entries, its published cocoon snapshot list, metrics snapshots
- * and dead-letter sweep watermarks, never its queues or jobs; a worker that comes back re-registers with its
- * next heartbeat.
+ * its registry entries, its published cocoon snapshot list, metrics snapshots and dead-letter sweep watermarks,
+ * never its queues, jobs or dead letters; a worker that comes back
+ * re-registers with its next heartbeat.
+ *
+ * Keys (registry/keys.ts): the hosts zset and each host's announcements hash
+ * share the `{registry}` slot, so an announcement and dropping a host are one
+ * MULTI / script on a Cluster too; a host's own keys (metrics, watermarks)
+ * are in its `{<host>}` slot and dropped after the registry entry.
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import { z } from 'zod';
-import { legacyQueueName, QUEUE_KINDS, queueName } from '../queues/names.js';
-import { registryKeys } from './keys.js';
+import { hostKeys, registryKeys } from './keys.js';
+import { dropMetricsSnapshots } from './metrics-snapshots.js';
 
 export const WorkerAnnouncement = z.object({
   instance: z.string(),
@@ -52,14 +57,14 @@ export function newInstanceId(): string {
 
 export type Announcement = Omit<WorkerAnnouncement, 'lastSeen' | 'machine' | 'health'> & Partial<Pick<WorkerAnnouncement, 'health'>>;
 
-export async function announce(redis: Redis, prefix: string, a: Announcement, now = Date.now()): Promise<void> {
+export async function announce(redis: RedisClient, prefix: string, a: Announcement, now = Date.now()): Promise<void> {
   const k = registryKeys(prefix);
   const full: WorkerAnnouncement = { ...a, health: a.health ?? 'ok', machine: hostname(), lastSeen: now };
   await redis.multi().hset(k.host(a.host), a.instance, JSON.stringify(full)).zadd(k.hosts, 'GT', now, a.host).exec();
 }
 
 /** On graceful stop: drop this instance (the host stays listed; with no live instance it shows as down). */
-export async function withdraw(redis: Redis, prefix: string, host: string, instance: string): Promise<void> {
+export async function withdraw(redis: RedisClient, prefix: string, host: string, instance: string): Promise<void> {
   await redis.hdel(registryKeys(prefix).host(host), instance);
 }
 
@@ -71,7 +76,7 @@ export interface ListHostsOptions {
 /** Hosts dropped per `listHosts` call at most: bounded work on every board refresh. */
 export const PRUNE_BATCH = 100;
 
-export async function listHosts(redis: Redis, prefix: string, downAfterMs: number, now = Date.now(), opts: ListHostsOptions = {}): Promise<HostInfo[]> {
+export async function listHosts(redis: RedisClient, prefix: string, downAfterMs: number, now = Date.now(), opts: ListHostsOptions = {}): Promise<HostInfo[]> {
   const k = registryKeys(prefix);
   if (opts.retentionMs !== undefined) await pruneHosts(redis, prefix, opts.retentionMs, now).catch(() => []);
   // A worker entry outlives its process only until it is this old (crash loops leave one per start).
@@ -107,7 +112,7 @@ function safeJson(v: string): unknown {
 }
 
 /**
- * KEYS: hosts zset, the host's hash, dead-letter watermarks. ARGV: host, cutoff ('' = none), watermark fields.
+ * KEYS: hosts zset, the host's hash (one slot: `{registry}`). ARGV: host, cutoff ('' = none).
  * Drops the host unless it has sent a heartbeat after the cutoff (a worker that came back meanwhile stays).
  * Returns 1 (dropped), 0 (not registered), -1 (seen after the cutoff).
  */
@@ -117,19 +122,13 @@ if not seen then return 0 end
 if ARGV[2] ~= '' and tonumber(seen) > tonumber(ARGV[2]) then return -1 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2])
-for i = 3, #ARGV do redis.call('HDEL', KEYS[3], ARGV[i]) end
 return 1
 `;
-
-/** The dead-letter sweep watermarks a host's queues have (current and pre-migration names). */
-function sweptFields(host: string): string[] {
-  return QUEUE_KINDS.flatMap((kind) => [queueName(kind, host), legacyQueueName(kind, host)]);
-}
 
 export interface RemoveHostOptions {
   /** Only if the host's last heartbeat is at or before this time (ms): retention must not drop a host that just came back. */
   silentSince?: number | undefined;
-  /** Also delete the host's metrics snapshots now (a SCAN; default true). Retention skips it: they expired long ago. */
+  /** Also delete the host's metrics snapshots now (default true). Retention skips it: they expired long ago. */
   metrics?: boolean | undefined;
 }
 
@@ -139,24 +138,21 @@ export interface RemoveHostOptions {
  * jobs stay. Returns false when the host is not registered (or came back
  * after `silentSince`).
  */
-export async function removeHost(redis: Redis, prefix: string, host: string, opts: RemoveHostOptions = {}): Promise<boolean> {
+export async function removeHost(redis: RedisClient, prefix: string, host: string, opts: RemoveHostOptions = {}): Promise<boolean> {
   const k = registryKeys(prefix);
-  const done = await redis.eval(REMOVE_HOST_SCRIPT, 3, k.hosts, k.host(host), k.dlqSwept, host, opts.silentSince === undefined ? '' : String(opts.silentSince), ...sweptFields(host));
+  const done = await redis.eval(REMOVE_HOST_SCRIPT, 2, k.hosts, k.host(host), host, opts.silentSince === undefined ? '' : String(opts.silentSince));
   if (done !== 1) return false;
-  await redis.del(k.snapshotCatalog(host)); // its published cocoon snapshots (placement); they would expire by TTL anyway
+  // The host's own slot: its sweep watermarks (a crash before this leaves them; harmless, and a later `hosts rm` of the re-registered host drops them).
+  await redis.del(hostKeys(prefix, host).dlqSwept);
+  await redis.del(hostKeys(prefix, host).snapshots); // its published cocoon snapshots (placement); they would expire by TTL anyway
   if (opts.metrics === false) return true;
   // Snapshots expire by themselves (TTL); drop them now so the board's /metrics stops showing the host.
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', k.hostMetricsPattern(host), 'COUNT', 500);
-    cursor = next;
-    if (keys.length) await redis.del(...keys);
-  } while (cursor !== '0');
+  await dropMetricsSnapshots(redis, prefix, host);
   return true;
 }
 
 /** Drop up to `limit` hosts whose last heartbeat is older than `retentionMs`. Returns the hosts dropped. */
-export async function pruneHosts(redis: Redis, prefix: string, retentionMs: number, now = Date.now(), limit = PRUNE_BATCH): Promise<string[]> {
+export async function pruneHosts(redis: RedisClient, prefix: string, retentionMs: number, now = Date.now(), limit = PRUNE_BATCH): Promise<string[]> {
   const cutoff = now - retentionMs;
   const stale = await redis.zrangebyscore(registryKeys(prefix).hosts, '-inf', cutoff, 'LIMIT', 0, limit);
   const dropped: string[] = [];

@@ -3,19 +3,19 @@
  * host registry (version, queues, concurrency, store health) and pushes its
  * metrics snapshot; on stop, one last snapshot, then it withdraws.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { errorMessage } from '../lib/errors.js';
 import type { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { announce, newInstanceId, withdraw } from '../registry/host-registry.js';
-import { registryKeys } from '../registry/keys.js';
+import { pushMetricsSnapshot } from '../registry/metrics-snapshots.js';
 import { VERSION } from '../version.js';
 import type { StoreHealth } from './store-health.js';
 
 export interface HeartbeatOptions {
   cfg: Pick<Config, 'prefix' | 'host' | 'concurrency' | 'restoreConcurrency' | 'heartbeatMs' | 'hostDownAfterMs'>;
-  redis: Redis;
+  redis: RedisClient;
   queues: string[];
   metrics: WorkerMetrics;
   health: StoreHealth;
@@ -50,7 +50,7 @@ export async function startHeartbeat(o: HeartbeatOptions): Promise<Heartbeat> {
       healthDetail: o.health.detail,
       ...(o.peerUrl ? { peerUrl: o.peerUrl } : {}),
     });
-    await redis.set(registryKeys(cfg.prefix).metrics(cfg.host, instance), await o.metrics.snapshot(), 'PX', Math.max(3_600_000, cfg.hostDownAfterMs * 10));
+    await pushMetricsSnapshot(redis, cfg.prefix, cfg.host, instance, await o.metrics.snapshot(), Math.max(3_600_000, cfg.hostDownAfterMs * 10));
   };
   await beat();
   const timer = setInterval(() => {

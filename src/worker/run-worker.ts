@@ -18,7 +18,8 @@ import { createPeerClient } from '../peer/peer-client.js';
 import { fleetToken } from '../peer/peer-token.js';
 import { startPeerServer } from '../peer/start-peer.js';
 import { newInstanceId } from '../registry/host-registry.js';
-import { redactRedisUrl } from '../queues/connection.js';
+import { loadRedisSecrets } from '../redis/credentials.js';
+import { describeRedisTarget, redisEndpoints, redisTarget } from '../redis/target.js';
 import { ensureLayout, sweepTemp } from '../store/blob-store.js';
 import { storePaths } from '../store/paths.js';
 import { VERSION } from '../version.js';
@@ -48,12 +49,14 @@ export interface RunningWorker {
 
 export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker> {
   // First: a bad FLEETQ_IMAGE_ALLOW is a ConfigError before anything is opened (open Redis connections would keep the process alive).
+  const redis = redisTarget(cfg);
   const dispatcher = createHttpClient({
     idleTimeoutMs: cfg.downloadIdleTimeoutMs,
     maxRedirects: cfg.maxRedirects,
-    policy: parseDestinationPolicy(cfg.imageAllow, { redisUrl: cfg.redisUrl }),
+    policy: parseDestinationPolicy(cfg.imageAllow, { redis: redisEndpoints(redis) }),
   });
   const imageAuth = loadImageAuthFile(cfg.imageAuthFile); // FLEETQ_IMAGE_AUTH_FILE: a ConfigError (0600, valid JSON) before anything is opened
+  loadRedisSecrets(cfg); // FLEETQ_REDIS_PASSWORD_FILE (0600), FLEETQ_REDIS_TLS_CA_FILE…: ConfigErrors before anything is opened
   // FLEETQ_METRICS_PORT: /metrics and /healthz (503 "starting" until attached below); a port in use is a ConfigError here.
   const endpoint = await startWorkerEndpoint(cfg, log);
   const paths = storePaths(cfg.root);
@@ -81,7 +84,7 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
     reportLoad(0);
   }
   // Peer fetching: on with a fleet token (a host without FLEETQ_PEER_LISTEN still fetches from peers).
-  const peerClient = token ? createPeerClient({ idleTimeoutMs: cfg.downloadIdleTimeoutMs, redisUrl: cfg.redisUrl, ca: peerCa(cfg.peerTlsCert) }) : undefined;
+  const peerClient = token ? createPeerClient({ idleTimeoutMs: cfg.downloadIdleTimeoutMs, redis: redisEndpoints(redis), ca: peerCa(cfg.peerTlsCert) }) : undefined;
   const processors = startProcessors({
     cfg,
     log,
@@ -140,7 +143,7 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
   });
   endpoint?.attach({ host: cfg.host, metrics, health, paths, redis: connections.queue, queues: processors.workers });
   log.info(
-    { queues, concurrency: cfg.concurrency, restoreConcurrency: cfg.restoreConcurrency, root: cfg.root, redis: redactRedisUrl(cfg.redisUrl), prefix: cfg.prefix, version: VERSION, metrics: endpoint?.url, peer: peer?.advertisedUrl, peerFetch: token !== undefined, instance },
+    { queues, concurrency: cfg.concurrency, restoreConcurrency: cfg.restoreConcurrency, root: cfg.root, redis: describeRedisTarget(redis), prefix: cfg.prefix, version: VERSION, metrics: endpoint?.url, peer: peer?.advertisedUrl, peerFetch: token !== undefined, instance },
     'worker started',
   );
 

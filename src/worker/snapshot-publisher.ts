@@ -15,7 +15,7 @@
  * per distinct error, and recorded in the catalog's meta; it never stops the
  * worker. The last good list stays published until the key's TTL.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/connect.js';
 import type { Logger } from 'pino';
 import { errorMessage } from '../lib/errors.js';
 import { type CatalogMeta, catalogFrom, publishCatalog, recordCatalogError } from '../placement/snapshot-catalog.js';

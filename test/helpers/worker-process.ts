@@ -26,7 +26,8 @@ export interface WorkerProcess {
 }
 
 export interface WorkerEnv {
-  REDIS_URL: string;
+  /** A single Redis; or, instead, FLEETQ_REDIS_CLUSTER_NODES / FLEETQ_REDIS_SENTINELS (+ _NAME). */
+  REDIS_URL?: string;
   FLEETQ_HOST: string;
   FLEETQ_ROOT: string;
   FLEETQ_PREFIX?: string;

@@ -24,7 +24,7 @@ import { catalogFrom, lookupSnapshot, publishCatalog, readCatalogMeta } from '..
 import { enqueueRestore, enqueueRestoreAuto } from '../../src/queues/enqueue-restore.js';
 import { imageQueueName, restoreQueueName } from '../../src/queues/names.js';
 import { announce, removeHost } from '../../src/registry/host-registry.js';
-import { registryKeys } from '../../src/registry/keys.js';
+import { hostKeys, registryKeys } from '../../src/registry/keys.js';
 import type { CocoonSnapshot } from '../../src/restore/cocoon-records.js';
 import { useTestRedis } from '../helpers/redis.js';
 import { runCli } from '../helpers/worker-process.js';
@@ -326,7 +326,7 @@ describe('fleetq hosts --digest', () => {
     expect((await f.cli('hosts')).stdout).toMatch(/^p\s+up\s+ok\s+1\s+\S+\s+\S+\s+2\s+/m);
     expect(await removeHost(redis, f.prefix, 'p', { metrics: false })).toBe(true);
     expect(await readCatalogMeta(redis, f.prefix, 'p')).toBeUndefined();
-    expect(await redis.exists(registryKeys(f.prefix).snapshotCatalog('p'))).toBe(0);
+    expect(await redis.exists(hostKeys(f.prefix, 'p').snapshots)).toBe(0);
   });
 });
 
@@ -359,7 +359,7 @@ describe('workers publish their cocoon snapshots', () => {
     const lsOfA = cocoonCalls(a.root).length;
     await waitFor('pub-a to refresh once more', () => cocoonCalls(a.root).length > lsOfA, { timeoutMs: 20_000 });
     expect(cocoonCalls(b.root)).toEqual([]);
-    expect(await redis.exists(registryKeys(prefix).snapshotCatalog('pub-b'))).toBe(0);
+    expect(await redis.exists(hostKeys(prefix, 'pub-b').snapshots)).toBe(0);
 
     // And placement says so: pub-c is up and consumes restores, but cannot list its snapshots.
     const r = await runCli(autoArgs('--json'), { REDIS_URL: redisSrv.url, FLEETQ_PREFIX: prefix, ...TIMING });

@@ -2,7 +2,6 @@
 import { randomBytes } from 'node:crypto';
 import { Queue, QueueEvents } from 'bullmq';
 import type { Command } from 'commander';
-import type { Redis } from 'ioredis';
 import { parsePayload } from '../../jobs/contracts/common.js';
 import { ENSURE_IMAGE, EnsureImagePayload } from '../../jobs/contracts/ensure-image.js';
 import { RESTORE, type RestoreInput, RestorePayload, type RestorePlacement } from '../../jobs/contracts/restore.js';
@@ -11,7 +10,7 @@ import { candidateSummary, placementRecord } from '../../placement/score.js';
 import { enqueueEnsureImage } from '../../queues/enqueue-ensure-image.js';
 import { enqueueRestore } from '../../queues/enqueue-restore.js';
 import { imageChildId, imageQueueName, restoreQueueName } from '../../queues/names.js';
-import { producerConnection, waitReady, workerConnection } from '../../queues/connection.js';
+import { connectRedis, openRedis, type RedisClient } from '../../redis/connect.js';
 import { queueOptions } from '../../queues/queue-options.js';
 import type { Config } from '../../config/schema.js';
 import { redactUrl } from '../../lib/redact.js';
@@ -133,10 +132,10 @@ async function submit(cfg: Config, kind: 'images' | 'restores', opts: SubmitFlag
 }
 
 /** A restore's images queue and its events, to show its base image's pull. */
-async function openChildQueue(cfg: Config, redis: Redis, name: string) {
+async function openChildQueue(cfg: Config, redis: RedisClient, name: string) {
   const queue = new Queue(name, { connection: redis, ...queueOptions(cfg.prefix) });
   queue.on('error', () => {});
-  const eventsRedis = workerConnection(cfg.redisUrl);
+  const eventsRedis = connectRedis(cfg, 'worker'); // QueueEvents blocks on XREAD
   eventsRedis.on('error', () => {});
   const events = new QueueEvents(name, { connection: eventsRedis, prefix: cfg.prefix });
   events.on('error', () => {});
@@ -184,10 +183,8 @@ export const AUTO_HOST = 'auto';
  */
 async function placeOnAuto(cfg: Config, input: RestoreInput, hosts: string[] | undefined): Promise<{ placement: RestorePlacement; candidates: Array<Record<string, unknown>> }> {
   const payload = asUsageError(() => parsePayload(RestorePayload, input, RESTORE));
-  const redis = producerConnection(cfg.redisUrl);
-  redis.on('error', () => {});
+  const redis = await openRedis(cfg, 'command');
   try {
-    await waitReady(redis, cfg.redisUrl);
     const decision = await placeRestore(redis, { snapshot: payload.snapshot, imageDigest: payload.imageDigest }, { prefix: cfg.prefix, downAfterMs: cfg.hostDownAfterMs, hosts });
     const chosen = decision.chosen;
     if (!chosen) throw new UsageError(`--host auto: ${decision.reason}; nothing was enqueued`);
