@@ -17,6 +17,7 @@ import { Agent } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fetchImage } from '../../src/fetch/fetch-image.js';
 import { Digest } from '../../src/lib/digest.js';
+import { backToSourceKey } from '../../src/lock/keys.js';
 import { freePort } from '../../src/lib/free-port.js';
 import { addHolder, holderKeys, type HolderEntry } from '../../src/peer/holders.js';
 import { imageQueueName } from '../../src/queues/names.js';
@@ -199,7 +200,7 @@ describe('waiting for a holder', () => {
     const url = upstream.serve(path, img.body);
     // Someone else holds the digest's only back-to-source permit (the Semaphore of the lock client's keyPrefix).
     const lockClient = new Redis(redis.url, { keyPrefix: `${prefix}:` });
-    const other = new Semaphore(lockClient, `b2s:${img.hex}`, 1, { lockTimeout: 60_000 });
+    const other = new Semaphore(lockClient, backToSourceKey(Digest.parse(img.digest)), 1, { lockTimeout: 60_000 });
     await other.acquire();
     try {
       const b = await startHost(prefix, 'sw', { FLEETQ_LOCK_TTL: '2s' });

@@ -18,7 +18,7 @@ import { waitFor } from '../helpers/wait.js';
 import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.js';
 import { InvalidInputError } from '../../src/lib/errors.js';
 import { Digest } from '../../src/lib/digest.js';
-import { addHolder, type HolderEntry } from '../../src/peer/holders.js';
+import { addHolder, type HolderEntry, holderKeys } from '../../src/peer/holders.js';
 import { NoPlacementError } from '../../src/placement/place-restore.js';
 import { catalogFrom, lookupSnapshot, publishCatalog, readCatalogMeta } from '../../src/placement/snapshot-catalog.js';
 import { enqueueRestore, enqueueRestoreAuto } from '../../src/queues/enqueue-restore.js';
@@ -280,7 +280,7 @@ describe('fleetq hosts --digest', () => {
     await f.holds('h2', D1, { state: 'partial', size: 300 * MiB });
     await f.holds('gone', D1);
     await f.holds('h2', D2, { state: 'partial', instance: 'dead-instance' });
-    await redis.hset(`${f.prefix}:peer-load`, 'h1', '2');
+    await redis.hset(holderKeys(f.prefix).load, 'h1', '2');
 
     const j = await f.cli('hosts', '--digest', D1.value, '--json');
     expect(j.code, j.stderr).toBe(0);

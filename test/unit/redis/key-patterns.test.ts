@@ -22,7 +22,7 @@ function built(host: string) {
   const peers = peerKeys(P);
   return {
     queue: ['wait', 'meta', 'events', 'marker', 'job-1', 'job-1:lock', 'job-1:dependencies', 'de:abc', 'repeat'].flatMap((s) => [`${P}:${queueName('images', host)}:${s}`, `${P}:${queueName('restores', host)}:${s}`]),
-    host: [hk.dlqEntries, hk.dlqIndex, hk.dlqSwept, hk.metricsIndex, hk.metrics('123-0a1b2c3d'), pullLockRedisKey(P, host, { kind: 'digest', digest: D }), pullLockRedisKey(P, host, { kind: 'url', url: 'https://x/y' })],
+    host: [hk.dlqEntries, hk.dlqIndex, hk.dlqSwept, hk.metricsIndex, hk.snapshots, hk.metrics('123-0a1b2c3d'), pullLockRedisKey(P, host, { kind: 'digest', digest: D }), pullLockRedisKey(P, host, { kind: 'url', url: 'https://x/y' })],
     registry: [reg.hosts, reg.host(host), reg.dlqHosts, peers.peerLoad],
     digest: [peers.holders(D.hex), lockKeyPrefix(P) + `semaphore:${peers.b2sLockKey(D.hex)}`],
     channels: [pullReleasedChannel(P, host, { kind: 'digest', digest: D }), pullReleasedChannel(P, host, { kind: 'url', url: 'https://x/y' }), peers.holdersChanged(D.hex)],
