@@ -1,0 +1,235 @@
+/**
+ * fleet-peers: a restore wave's pulls over a WAN link. H hosts (one worker
+ * process each: own FLEETQ_HOST, FLEETQ_ROOT and peer port on loopback, one
+ * Redis) each get one ensure-image job for the same pinned digest of S MiB,
+ * all enqueued at once, from an upstream throttled to R MB/s for the whole
+ * server (every connection together: a second bench HTTP server process with
+ * --rate, serving the same files).
+ *
+ * In every run, in this order, each starting with the blob in no store and
+ * nobody in the digest's holder set:
+ *   single      one host alone pulls the digest cold through the same link
+ *               (a peers-off host): the baseline wall
+ *   peers on    the H hosts with FLEETQ_PEER_LISTEN and the fleet token: one
+ *               (FLEETQ_UPSTREAM_PER_DIGEST, default 1) pulls from upstream,
+ *               the others stream from it and from each other
+ *   peers off   H other hosts without peer settings (own key prefix, so they
+ *               see none of the peers-on hosts' holder sets): every host pulls
+ *               from upstream, the link is shared H ways
+ *
+ *   upstream GETs   from the throttled server's per-path counter: 1 with
+ *                   peers on, H with peers off
+ *   wall            max(finishedOn) − min(timestamp) over the H jobs (enqueue
+ *                   to every blob committed), vs the single pull's
+ *                   finishedOn − timestamp; goal ≤ 1.5× with peers on; about
+ *                   H× with peers off
+ *
+ * The warm-up run does the single pull and the peers-on wave only.
+ * Shape: full 8 hosts × 256 MiB at 50 MB/s; --quick 4 hosts × 32 MiB;
+ * BENCH_FLEET_PEERS_HOSTS, BENCH_FLEET_PEERS_MIB, BENCH_FLEET_PEERS_MBPS
+ * override either.
+ */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { imageQueueName } from '../../src/queues/names.js';
+import type { BenchContext } from '../lib/context.js';
+import { measured } from '../lib/context.js';
+import { type BenchHttpServer, startHttpServer, statsDelta } from '../lib/http.js';
+import type { BenchImage } from '../lib/images.js';
+import { clearHolders, fleetToken, peerEnv, startWorkers } from '../lib/peers.js';
+import type { BenchWorker } from '../lib/procs.js';
+import { assertCompleted, fetchJobs, openQueue, type QueueHandle, waitIdle } from '../lib/queue.js';
+import { type Row, row } from '../lib/report.js';
+import { summarise } from '../lib/stats.js';
+import { removeBlob } from '../lib/store.js';
+import { bigImageBytes, onePull } from './cold-pull.js';
+
+const execFileP = promisify(execFile);
+const MiB = 2 ** 20;
+const MB = 1_000_000;
+/** The goal: the whole wave with peers on within this many single cold pulls. */
+const WALL_GOAL = 1.5;
+
+function envInt(name: string, min: number): number | undefined {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < min) throw new Error(`${name} must be a whole number ≥ ${min} (got ${JSON.stringify(raw)})`);
+  return v;
+}
+
+export interface FleetPeersShape {
+  hosts: number;
+  mib: number;
+  /** Upstream link, MB/s (10^6 bytes), all connections together. */
+  mbps: number;
+}
+
+export function fleetPeersShape(quick: boolean): FleetPeersShape {
+  return {
+    hosts: envInt('BENCH_FLEET_PEERS_HOSTS', 2) ?? (quick ? 4 : 8),
+    mib: envInt('BENCH_FLEET_PEERS_MIB', 1) ?? (quick ? 32 : 256),
+    mbps: envInt('BENCH_FLEET_PEERS_MBPS', 1) ?? 50,
+  };
+}
+
+interface Side {
+  label: string;
+  prefix: string;
+  hosts: string[];
+  roots: string[];
+  queues: QueueHandle[];
+}
+
+interface Wave {
+  wall: number;
+  gets: number;
+  upstreamBytes: number;
+  outcomes: Record<string, number>;
+}
+
+/** Every store of `side` without the blob, nobody holding it, dirty pages written out. */
+async function reset(ctx: BenchContext, side: Side, img: BenchImage): Promise<void> {
+  for (const root of side.roots) await removeBlob(root, img);
+  await clearHolders(ctx.redis, side.prefix, [img.digest]);
+  await execFileP('sync');
+}
+
+/** One ensure-image job per host of `side`, added together; resolves when all are done. */
+async function wave(ctx: BenchContext, link: BenchHttpServer, side: Side, img: BenchImage): Promise<Wave> {
+  await reset(ctx, side, img);
+  const before = await link.stats();
+  const data = { image: link.url(img.name), imageDigest: img.digest };
+  const opts = { attempts: 1, removeOnComplete: 1000, removeOnFail: 1000 };
+  const added = await Promise.all(side.queues.map((q) => q.queue.add('ensure-image', data, opts)));
+  await waitIdle(side.queues.map((q) => q.queue), 600_000, 20);
+  const after = await link.stats();
+  const jobs = [];
+  for (const [i, q] of side.queues.entries()) {
+    const js = await fetchJobs(q.queue, [added[i]!.id!]);
+    await assertCompleted(q.queue, js);
+    jobs.push(...js);
+  }
+  const outcomes: Record<string, number> = {};
+  for (const j of jobs) {
+    const o = String((j.returnvalue as { outcome?: string } | null)?.outcome ?? '?');
+    outcomes[o] = (outcomes[o] ?? 0) + 1;
+  }
+  const d = statsDelta(before, after);
+  return {
+    wall: (Math.max(...jobs.map((j) => j.finishedOn!)) - Math.min(...jobs.map((j) => j.timestamp))) / 1000,
+    gets: d.gets[`/${img.name}`] ?? 0,
+    upstreamBytes: after.bytesSent - before.bytesSent,
+    outcomes,
+  };
+}
+
+export async function fleetPeers(ctx: BenchContext): Promise<Row[]> {
+  const { hosts, mib, mbps } = fleetPeersShape(ctx.quick);
+  const bytes = mib * MiB;
+  // The herd's and cold pull's body when the sizes agree (--quick: 256 MiB), else its own file.
+  const img = await ctx.image(bytes === bigImageBytes(ctx.quick) ? 'big' : `peers-${mib}`, bytes);
+  const token = fleetToken();
+  let link: BenchHttpServer | undefined;
+  const workers: BenchWorker[] = [];
+  const sides: Side[] = [];
+  try {
+    link = await startHttpServer(ctx.serveDir, { rate: mbps * MB });
+    const linkCtx: BenchContext = { ...ctx, http: link };
+    for (const peers of [true, false]) {
+      const label = peers ? 'on' : 'off';
+      const prefix = `${ctx.prefix}-peers-${label}`;
+      const names = Array.from({ length: hosts }, (_, i) => `bench-peers-${label}-${i}`);
+      const roots = names.map((h) => join(ctx.tmp, 'fleet-peers', h));
+      workers.push(
+        ...(await startWorkers(
+          names.map((h, i) => ({
+            name: h,
+            dir: ctx.tmp,
+            env: {
+              REDIS_URL: ctx.redisUrl,
+              FLEETQ_HOST: h,
+              FLEETQ_ROOT: roots[i]!,
+              FLEETQ_PREFIX: prefix,
+              FLEETQ_QUEUES: 'images',
+              ...(peers ? peerEnv(token) : {}),
+            },
+          })),
+        )),
+      );
+      sides.push({ label: `peers ${label}`, prefix, hosts: names, roots, queues: names.map((h) => openQueue(ctx.redisUrl, imageQueueName(h), prefix)) });
+    }
+    const [on, off] = sides as [Side, Side];
+    const shape = `${hosts} hosts × 1 digest (${mib} MiB), upstream ${mbps} MB/s`;
+    const runs = await measured(ctx, `fleet-peers ${shape}`, async (_run, warm) => {
+      // The single cold pull: a peers-off host alone (its own prefix: no holders to find).
+      await reset(ctx, off, img);
+      const single = await onePull(linkCtx, off.queues[0]!, off.roots[0]!, img);
+      if (single.outcome !== 'pulled' || single.gets !== 1) throw new Error(`fleet-peers single pull: outcome ${single.outcome}, ${single.gets} GETs (want pulled, 1)`);
+      const wOn = await wave(ctx, link!, on, img);
+      const wOff = warm ? undefined : await wave(ctx, link!, off, img);
+      const mbs = (b: number, s: number) => (b / MB / s).toFixed(1);
+      ctx.log(
+        `  single ${single.seconds.toFixed(2)} s (${mbs(img.size, single.seconds)} MB/s); ` +
+          `peers on ${wOn.wall.toFixed(2)} s (${(wOn.wall / single.seconds).toFixed(2)}×), ${wOn.gets} GETs, ${(wOn.upstreamBytes / img.size).toFixed(2)}× the blob from upstream, outcomes ${JSON.stringify(wOn.outcomes)}` +
+          (wOff ? `; peers off ${wOff.wall.toFixed(2)} s (${(wOff.wall / single.seconds).toFixed(2)}×), ${wOff.gets} GETs` : ''),
+      );
+      return { single: single.seconds, on: wOn, off: wOff! };
+    });
+    const single = summarise(runs.map((r) => r.single));
+    const onWall = summarise(runs.map((r) => r.on.wall));
+    const offWall = summarise(runs.map((r) => r.off.wall));
+    const onGets = summarise(runs.map((r) => r.on.gets));
+    const offGets = summarise(runs.map((r) => r.off.gets));
+    const ideal = img.size / (mbps * MB);
+    return [
+      row({
+        scenario: 'fleet-peers',
+        name: `fleet-peers: upstream GETs, ${hosts} hosts × 1 digest (${mib} MiB), peers on (vs off)`,
+        value: onGets,
+        baseline: offGets,
+        unit: '',
+        goal: '= 1 in every run',
+        pass: runs.every((r) => r.on.gets === 1),
+        details: { upstreamBlobsPerRun: runs.map((r) => r.on.upstreamBytes / img.size), outcomes: runs.map((r) => r.on.outcomes) },
+      }),
+      row({
+        scenario: 'fleet-peers',
+        name: `fleet-peers: upstream GETs, peers off`,
+        value: offGets,
+        unit: '',
+        goal: `= ${hosts} in every run (one per host)`,
+        pass: runs.every((r) => r.off.gets === hosts),
+      }),
+      row({
+        scenario: 'fleet-peers',
+        name: `fleet-peers: wall, ${hosts} hosts, peers on, upstream ${mbps} MB/s (vs one host's cold pull)`,
+        value: onWall,
+        baseline: single,
+        unit: 's',
+        goal: `ratio ≤ ${WALL_GOAL}`,
+        pass: onWall.median / single.median <= WALL_GOAL,
+        details: {
+          onRuns: onWall.runs,
+          singleRuns: single.runs,
+          note: `enqueue → all ${hosts} committed; one host alone at ${(img.size / MB / single.median).toFixed(1)} MB/s of the ${mbps} MB/s link (${ideal.toFixed(2)} s at line rate); peers on vs off: ${(onWall.median / offWall.median).toFixed(2)}×`,
+        },
+      }),
+      row({
+        scenario: 'fleet-peers',
+        name: `fleet-peers: wall, ${hosts} hosts, peers off (vs one host's cold pull)`,
+        value: offWall,
+        baseline: single,
+        unit: 's',
+        goal: `report (≈ ${hosts}× on a shared link)`,
+        pass: null,
+        details: { offRuns: offWall.runs, note: `peers off: ${hosts} GETs share the link, ${((hosts * img.size) / MB / offWall.median).toFixed(1)} MB/s upstream in total` },
+      }),
+    ];
+  } finally {
+    for (const s of sides) for (const q of s.queues) await q.close();
+    await Promise.all(workers.map((w) => w.stop()));
+    await link?.stop();
+  }
+}
