@@ -158,6 +158,11 @@ export const ConfigSchema = z.object({
   peerTokenFile: optionalPath,
   /** Bytes/s served to peers, all responses together: serving never starves the host's own restores. */
   peerMaxRate: size.pipe(z.number().min(1024, 'must be at least 1K (bytes per second)')).default(100 * 1024 ** 2),
+  /**
+   * At most this many hosts download one pinned digest from upstream at once (a fleet-wide
+   * back-to-source Semaphore); the others wait for a holder and fetch from it. Peers only.
+   */
+  upstreamPerDigest: positiveInt.max(1000, 'must be at most 1000').default(1),
   /** TLS for the peer server: both or neither. */
   peerTlsCert: optionalPath,
   peerTlsKey: optionalPath,
@@ -225,6 +230,7 @@ export const ENV_VARS = {
   peerToken: 'FLEETQ_PEER_TOKEN',
   peerTokenFile: 'FLEETQ_PEER_TOKEN_FILE',
   peerMaxRate: 'FLEETQ_PEER_MAX_RATE',
+  upstreamPerDigest: 'FLEETQ_UPSTREAM_PER_DIGEST',
   peerTlsCert: 'FLEETQ_PEER_TLS_CERT',
   peerTlsKey: 'FLEETQ_PEER_TLS_KEY',
 } as const satisfies Record<keyof Config, string>;

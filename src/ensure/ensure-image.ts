@@ -9,11 +9,10 @@
 import type { Dispatcher } from 'undici';
 import type { JobLog } from '../lib/lazy-log.js';
 import type { EnsureImagePayload, EnsureImageResult } from '../jobs/contracts/ensure-image.js';
-import { fetchImage, type PullProgressReport } from '../fetch/fetch-image.js';
+import type { PullProgressReport } from '../fetch/fetch-image.js';
 import type { ImageAuth } from '../fetch/image-auth.js';
 import { LockLostError } from '../lock/lock-errors.js';
-import { BlobWriter } from '../store/blob-writer.js';
-import { BodyRejectedError, IndexCorruptError } from '../store/store-errors.js';
+import { IndexCorruptError } from '../store/store-errors.js';
 import type { PullCoordinator } from '../lock/pull-coordinator.js';
 import { decidePull, type PolicyOptions, type PullDecision, pullKey } from '../policy/pull-policy.js';
 import { ensureLayout } from '../store/blob-store.js';
@@ -22,8 +21,9 @@ import type { StorePaths } from '../store/paths.js';
 import { redactUrl } from '../lib/redact.js';
 import { formatBytes, formatDuration } from '../lib/units.js';
 import { inspectStore, inspectUrl, pinnedSnapshot, type StoreSnapshot } from './inspect-store.js';
+import { pullBody, type PullBodyDeps } from './pull-body.js';
 
-export interface EnsureDeps {
+export interface EnsureDeps extends PullBodyDeps {
   paths: StorePaths;
   dispatcher: Dispatcher;
   coordinator: PullCoordinator;
@@ -114,7 +114,11 @@ export async function ensureImage(payload: EnsureImagePayload, deps: EnsureDeps,
   const decision = decidePull(snap.view, policyOpts);
   if (decision.action === 'present') {
     const present = presentIn(snap, decision);
-    if (decision.via === 'pinned-blob' && !deps.references.knownReferenced(deps.paths, present.digest)) await keepReferenced(deps, url, present, ctx.log);
+    if (decision.via === 'pinned-blob') {
+      // Serving peers: the first time per digest and process, the blob is verified and announced in the background (one Set lookup after that).
+      deps.local?.foundPresent(present.digest);
+      if (!deps.references.knownReferenced(deps.paths, present.digest)) await keepReferenced(deps, url, present, ctx.log);
+    }
     ctx.log.debug({ digest: present.digest }, 'image present');
     return finish(present);
   }
@@ -135,67 +139,40 @@ export async function ensureImage(payload: EnsureImagePayload, deps: EnsureDeps,
         } [${decision.reason}]`,
       );
       await ensureLayout(deps.paths);
-      const writer = await BlobWriter.create(deps.paths, { source: url, maxBytes: deps.maxImageSize, expectDigest: decision.expectDigest, qemuImg: deps.qemuImg, signal });
-      try {
-        const res = await fetchImage({
-          url,
-          dispatcher: deps.dispatcher,
-          totalTimeoutMs: deps.downloadTimeoutMs,
-          minRate: deps.minRate ?? 0,
-          rateWindowMs: deps.rateWindowMs ?? 30_000,
-          signal,
-          onProgress: ctx.onProgress,
-          onMilestone: ctx.jobLog
-            ? (pct, p) => say(`downloaded ${pct}%: ${formatBytes(p.bytes)} of ${formatBytes(p.total ?? 0)} at ${formatBytes(p.rate)}/s`)
-            : undefined,
-          userAgent: deps.userAgent,
-          headers: deps.imageAuth?.headersFor(url),
-        });
-        const bodyStarted = performance.now();
-        let head = Buffer.alloc(0); // the first bytes, to tell raw from qcow2 in the job log
-        let received = 0;
-        try {
-          say(res.declaredLength !== null ? `receiving ${formatBytes(res.declaredLength)}` : `receiving, size unknown (${res.framing}): progress stays at 0% until the body ends`);
-          writer.expectLength(res.declaredLength);
-          if (res.framing === 'close' && !decision.expectDigest) {
-            // Only a pin can tell a body cut short from a complete one when the server just closes the connection.
-            throw new BodyRejectedError(
-              `${res.shownUrl} sent neither Content-Length nor chunked encoding, so a cut body would look complete; refusing it unpinned (pin the digest with --digest to pull from this server)`,
-            );
-          }
-          writer.onWritten = (last) => res.release(last);
-          for await (const chunk of res.chunks()) {
-            if (head.length < 4) head = Buffer.concat([head, chunk.subarray(0, 4 - head.length)]);
-            received += chunk.length;
-            await writer.write(chunk);
-          }
-        } finally {
-          res.destroy();
-        }
-        const secs = (performance.now() - bodyStarted) / 1000;
-        say(`downloaded ${formatBytes(received)} in ${formatDuration(secs * 1000)} (${formatBytes(Math.round(received / Math.max(secs, 0.001)))}/s)`);
-        // Verify, prove safe, convert, re-check; then blob rename + index entry in one images.lock section.
-        const done = await writer.commit({ ref: url, fence });
-        forcedDone = true;
-        say(`verified ${done.blob.digest}: ${decision.expectDigest ? 'matches the pinned digest' : 'no digest was pinned, so this is the digest of what arrived'}; a disk image fleetq accepts`);
-        if (wasConverted(head, done.bytes, done.blob.size)) {
-          say(`converted ${isQcow2(head) ? 'qcow2 (old version or unsupported features)' : 'raw'} to qcow2: ${formatBytes(done.bytes)} received, ${formatBytes(done.blob.size)} on disk`);
-        }
-        if (done.warning) {
-          ctx.log.warn({ digest: done.blob.digest }, done.warning);
-          say(`warn: ${done.warning}`);
-        }
-        if (done.indexed === 'pinned-ref') {
-          throw new LockLostError(
-            `lost the pull lock before recording ${redactUrl(url)}: the verified blob ${done.blob.digest} is kept (indexed as its own digest entry) but the URL's entry was left to the newer leader; retried`,
-          );
-        }
-        say(`committed ${done.blob.path}${done.indexed === 'url' ? `, indexed under ${shown}` : ''}`);
-        ctx.log.info({ digest: done.blob.digest, bytes: done.bytes, size: done.blob.size }, 'image pulled');
-        return { outcome: 'pulled', digest: done.blob.digest, path: done.blob.path, size: done.blob.size, bytesDownloaded: done.bytes };
-      } finally {
-        await writer.abort();
+      const pulled = await pullBody(deps, {
+        url,
+        expectDigest: decision.expectDigest,
+        signal,
+        fence,
+        say,
+        log: ctx.log,
+        onProgress: ctx.onProgress,
+        onMilestone: ctx.jobLog
+          ? (pct, p) => say(`downloaded ${pct}%: ${formatBytes(p.bytes)} of ${formatBytes(p.total ?? 0)} at ${formatBytes(p.rate)}/s`)
+          : undefined,
+      });
+      const done = pulled.done;
+      forcedDone = true;
+      const received = pulled.fromUpstream + pulled.fromPeers;
+      const secs = Math.max(pulled.receiveSeconds, 0.001);
+      const split = pulled.fromPeers > 0 ? ` (${formatBytes(pulled.fromPeers)} from peers, ${formatBytes(pulled.fromUpstream)} from upstream)` : '';
+      say(`downloaded ${formatBytes(received)} in ${formatDuration(secs * 1000)} (${formatBytes(Math.round(received / secs))}/s)${split}`);
+      say(`verified ${done.blob.digest}: ${decision.expectDigest ? 'matches the pinned digest' : 'no digest was pinned, so this is the digest of what arrived'}; a disk image fleetq accepts`);
+      if (done.converted) {
+        say(`converted ${isQcow2(pulled.head) ? 'qcow2 (old version or unsupported features)' : 'raw'} to qcow2: ${formatBytes(done.bytes)} received, ${formatBytes(done.blob.size)} on disk`);
       }
+      if (done.warning) {
+        ctx.log.warn({ digest: done.blob.digest }, done.warning);
+        say(`warn: ${done.warning}`);
+      }
+      if (done.indexed === 'pinned-ref') {
+        throw new LockLostError(
+          `lost the pull lock before recording ${redactUrl(url)}: the verified blob ${done.blob.digest} is kept (indexed as its own digest entry) but the URL's entry was left to the newer leader; retried`,
+        );
+      }
+      say(`committed ${done.blob.path}${done.indexed === 'url' ? `, indexed under ${shown}` : ''}`);
+      ctx.log.info({ digest: done.blob.digest, bytes: done.bytes, size: done.blob.size, fromPeers: pulled.fromPeers, fromUpstream: pulled.fromUpstream }, 'image pulled');
+      return { outcome: 'pulled', digest: done.blob.digest, path: done.blob.path, size: done.blob.size, bytesDownloaded: done.bytes };
     },
   });
   ctx.onLockWait?.(outcome.lockWaitMs);
@@ -203,7 +180,10 @@ export async function ensureImage(payload: EnsureImagePayload, deps: EnsureDeps,
     ctx.log.info({ lockWaitMs: outcome.lockWaitMs }, 'image pulled by another job');
     ctx.jobLog?.(`image pulled by another job on this host (waited ${formatDuration(outcome.lockWaitMs)} for it): ${outcome.result.digest}`);
     const present: Present = { ...outcome.result, outcome: 'present', bytesDownloaded: 0 };
-    if (pinned) await keepReferenced(deps, url, present, ctx.log);
+    if (pinned) {
+      deps.local?.foundPresent(present.digest);
+      await keepReferenced(deps, url, present, ctx.log);
+    }
     return finish(present);
   }
   return finish(outcome.result);
@@ -212,12 +192,4 @@ export async function ensureImage(payload: EnsureImagePayload, deps: EnsureDeps,
 /** qcow2's magic, "QFI\xfb". */
 function isQcow2(head: Buffer): boolean {
   return head.length >= 4 && head.readUInt32BE(0) === 0x514649fb;
-}
-
-/**
- * Did the store convert the body (raw, or a qcow2 it does not keep as is)? A
- * body kept as is is renamed into blobs/, so its size is what arrived.
- */
-function wasConverted(head: Buffer, received: number, stored: number): boolean {
-  return !isQcow2(head) || received !== stored;
 }

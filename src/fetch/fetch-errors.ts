@@ -28,6 +28,9 @@ export class HttpStatusError extends AppError {
 /** Connection refused/reset, DNS, TLS, socket closed mid-body. Transient. */
 export class NetworkError extends errorKind('E_NETWORK', false) {}
 
+/** A resumed GET (`Range: bytes=n-`) got something other than the rest of the body. Transient. */
+export class RangeResponseError extends errorKind('E_RANGE_RESPONSE', false) {}
+
 /** The body ended before Content-Length bytes arrived. Transient. */
 export class TruncatedBodyError extends errorKind('E_TRUNCATED', false) {}
 

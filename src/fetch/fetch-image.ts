@@ -10,7 +10,7 @@ import type { PullProgress } from '../jobs/contracts/ensure-image.js';
 import { AppError } from '../lib/errors.js';
 import { redactUrl } from '../lib/redact.js';
 import { formatBytes } from '../lib/units.js';
-import { DownloadStalledError, DownloadTimeoutError, HttpStatusError, NetworkError, TruncatedBodyError } from './fetch-errors.js';
+import { DownloadStalledError, DownloadTimeoutError, HttpStatusError, NetworkError, RangeResponseError, TruncatedBodyError } from './fetch-errors.js';
 import { releaseReadBuffers } from './read-ring.js';
 
 export interface FetchImageOptions {
@@ -33,6 +33,15 @@ export interface FetchImageOptions {
    * URL's origin only: the dispatcher's redirect interceptor drops them on a hop to another origin.
    */
   headers?: Readonly<Record<string, string>> | undefined;
+  /**
+   * Resume: ask for the bytes from this offset on (`Range: bytes=<n>-`). A 206
+   * must say `Content-Range: bytes <n>-<total-1>/<total>` with the matching
+   * Content-Length; a 200 (a server that ignores Range) is the whole body, and
+   * its first n bytes are skipped — unless `partialOnly`, then it is a
+   * RangeResponseError. Either way `chunks()` yields the bytes from n on.
+   */
+  rangeStart?: number | undefined;
+  partialOnly?: boolean | undefined;
 }
 
 /**
@@ -47,9 +56,10 @@ export type PullProgressReport = PullProgress;
 export type Milestone = 25 | 50 | 75;
 const MILESTONES: readonly Milestone[] = [25, 50, 75];
 
-export function progressReport(bytes: number, total: number | null, elapsedMs: number): PullProgressReport {
+/** `rateBytes`: the bytes this response moved (a resumed one starts at an offset); default `bytes`. */
+export function progressReport(bytes: number, total: number | null, elapsedMs: number, rateBytes = bytes): PullProgressReport {
   const progress = total === null ? 0 : total <= 0 ? 100 : Math.min(100, Math.floor((bytes * 100) / total));
-  return { progress, bytes, total, rate: Math.round(bytes / Math.max(elapsedMs / 1000, 0.001)) };
+  return { progress, bytes, total, rate: Math.round(rateBytes / Math.max(elapsedMs / 1000, 0.001)) };
 }
 
 /** How the response says where its body ends. `close`: only by closing the connection — a cut body looks complete. */
@@ -58,7 +68,14 @@ export type Framing = 'content-length' | 'chunked' | 'close';
 export interface ImageResponse {
   /** The URL with secrets redacted, for messages. */
   shownUrl: string;
+  /** The bytes `chunks()` will yield (from `start` on), when the response says. */
   declaredLength: number | null;
+  /** The whole body's size (from Content-Range, or Content-Length of a 200), when known. */
+  totalLength: number | null;
+  /** The offset of the first byte `chunks()` yields (`rangeStart`, else 0). */
+  start: number;
+  /** 206: the server honoured the Range; 200: the whole body (a prefix is skipped when resuming). */
+  status: 200 | 206;
   framing: Framing;
   /** The body, chunk by chunk; errors come out classified (NetworkError, TruncatedBodyError, …). */
   chunks(): AsyncGenerator<Buffer>;
@@ -73,6 +90,7 @@ export interface ImageResponse {
 
 export async function fetchImage(opts: FetchImageOptions): Promise<ImageResponse> {
   const shownUrl = redactUrl(opts.url);
+  const start = opts.rangeStart ?? 0;
   const deadline = AbortSignal.timeout(opts.totalTimeoutMs);
   const stall = new AbortController();
   const signals = [deadline, stall.signal, ...(opts.signal ? [opts.signal] : [])];
@@ -85,30 +103,57 @@ export async function fetchImage(opts: FetchImageOptions): Promise<ImageResponse
       method: 'GET',
       dispatcher: opts.dispatcher,
       signal,
-      headers: { ...opts.headers, 'user-agent': opts.userAgent ?? 'fleetq', 'accept-encoding': 'identity' },
+      headers: {
+        ...opts.headers,
+        'user-agent': opts.userAgent ?? 'fleetq',
+        'accept-encoding': 'identity',
+        ...(start > 0 ? { range: `bytes=${start}-` } : {}),
+      },
     });
   } catch (err) {
     throw classify(err);
   }
-  if (res.statusCode !== 200) {
+  const refuse = async (err: Error): Promise<never> => {
     await res.body.dump({ limit: 64 * 1024 }).catch(() => {});
-    throw new HttpStatusError(res.statusCode, shownUrl);
-  }
+    throw err;
+  };
+  const status = res.statusCode;
+  if (status !== 200 && !(status === 206 && start > 0)) await refuse(new HttpStatusError(status, shownUrl));
   const lengthHeader = res.headers['content-length'];
-  const declaredLength = typeof lengthHeader === 'string' && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : null;
+  const contentLength = typeof lengthHeader === 'string' && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : null;
+  let declaredLength = contentLength;
+  let totalLength = contentLength;
+  let skip = 0;
+  if (status === 206) {
+    const cr = parseContentRange(res.headers['content-range']);
+    if (!cr || cr.start !== start || cr.total === null || cr.end !== cr.total - 1 || (contentLength !== null && contentLength !== cr.end - cr.start + 1)) {
+      await refuse(new RangeResponseError(`${shownUrl} answered Range bytes=${start}- with Content-Range ${JSON.stringify(String(res.headers['content-range'] ?? ''))} and Content-Length ${contentLength ?? 'none'}: not the rest of the body`));
+    }
+    totalLength = cr!.total;
+    declaredLength = cr!.end - cr!.start + 1;
+  } else if (start > 0) {
+    if (opts.partialOnly) await refuse(new RangeResponseError(`${shownUrl} ignored Range bytes=${start}- (HTTP 200)`));
+    if (contentLength !== null && contentLength <= start) await refuse(new RangeResponseError(`${shownUrl} answered Range bytes=${start}- with the whole body of ${contentLength} bytes: shorter than what was already received`));
+    skip = start;
+    declaredLength = contentLength === null ? null : contentLength - start;
+  }
   const te = String(res.headers['transfer-encoding'] ?? '').toLowerCase();
-  const framing: Framing = declaredLength !== null ? 'content-length' : te.includes('chunked') ? 'chunked' : 'close';
+  const framing: Framing = contentLength !== null ? 'content-length' : te.includes('chunked') ? 'chunked' : 'close';
   const body = res.body;
 
   async function* chunks(): AsyncGenerator<Buffer> {
-    let bytes = 0;
+    let bytes = 0; // of this response's body, skipped prefix included
+    let toSkip = skip;
     let windowBytes = 0;
     const started = Date.now();
     let lastProgress = 0;
     const interval = opts.progressIntervalMs ?? 1000;
+    // Progress and milestones count from the start of the whole body (a resumed pull goes on from its offset).
+    const report = (now: number) => progressReport(start + bytes - skip, totalLength, now - started, bytes);
     // Milestones: only with a known, non-zero length; the next one's byte count, checked per chunk.
-    let milestone = opts.onMilestone && declaredLength ? 0 : MILESTONES.length;
-    const milestoneBytes = (i: number) => Math.ceil((declaredLength! * MILESTONES[i]!) / 100);
+    let milestone = opts.onMilestone && totalLength ? 0 : MILESTONES.length;
+    const milestoneBytes = (i: number) => Math.ceil((totalLength! * MILESTONES[i]!) / 100);
+    while (milestone < MILESTONES.length && start >= milestoneBytes(milestone)) milestone++; // passed before this response
     // Slowloris: one byte now and then keeps the idle timer happy; the rate window does not.
     const watchdog =
       opts.minRate > 0
@@ -121,35 +166,55 @@ export async function fetchImage(opts: FetchImageOptions): Promise<ImageResponse
         : undefined;
     watchdog?.unref();
     try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        bytes += chunk.length;
-        windowBytes += chunk.length;
+      for await (const raw of body as AsyncIterable<Buffer>) {
+        bytes += raw.length;
+        windowBytes += raw.length;
+        let chunk = raw;
+        if (toSkip > 0) {
+          // A server that ignored Range: drop what was already received.
+          const n = Math.min(toSkip, chunk.length);
+          toSkip -= n;
+          if (n === chunk.length) continue;
+          chunk = chunk.subarray(n);
+        }
         yield chunk;
         const now = Date.now();
         if (opts.onProgress && now - lastProgress >= interval) {
           lastProgress = now;
-          opts.onProgress(progressReport(bytes, declaredLength, now - started));
+          opts.onProgress(report(now));
         }
-        while (milestone < MILESTONES.length && bytes >= milestoneBytes(milestone)) {
-          opts.onMilestone!(MILESTONES[milestone++]!, progressReport(bytes, declaredLength, now - started));
+        while (milestone < MILESTONES.length && start + bytes - skip >= milestoneBytes(milestone)) {
+          opts.onMilestone!(MILESTONES[milestone++]!, report(now));
         }
       }
-      if (declaredLength !== null && bytes !== declaredLength) {
-        throw new TruncatedBodyError(`body of ${shownUrl} ended after ${bytes} of ${declaredLength} bytes`);
+      if (contentLength !== null && bytes !== contentLength) {
+        throw new TruncatedBodyError(`body of ${shownUrl} ended after ${bytes} of ${contentLength} bytes`);
       }
+      if (toSkip > 0) throw new TruncatedBodyError(`body of ${shownUrl} ended after ${bytes} bytes, before the ${skip} already received`);
       // The body is complete: a total unknown until now is what arrived.
-      opts.onProgress?.(progressReport(bytes, declaredLength ?? bytes, Date.now() - started));
+      const end = Date.now();
+      opts.onProgress?.(progressReport(start + bytes - skip, totalLength ?? start + bytes - skip, end - started, bytes));
     } catch (err) {
       body.destroy();
       // undici reports a server's close before Content-Length bytes as a socket error ("other side closed"): a cut body.
-      if (declaredLength !== null && bytes < declaredLength && (err as { code?: string }).code === 'UND_ERR_SOCKET') throw new TruncatedBodyError(`body of ${shownUrl} ended after ${bytes} of ${declaredLength} bytes`, { cause: err });
+      if (contentLength !== null && bytes < contentLength && (err as { code?: string }).code === 'UND_ERR_SOCKET') throw new TruncatedBodyError(`body of ${shownUrl} ended after ${bytes} of ${contentLength} bytes`, { cause: err });
       throw classify(err);
     } finally {
       if (watchdog) clearInterval(watchdog);
     }
   }
 
-  return { shownUrl, declaredLength, framing, chunks, destroy: () => body.destroy(), release: releaseReadBuffers };
+  return { shownUrl, declaredLength, totalLength, start, status: status as 200 | 206, framing, chunks, destroy: () => body.destroy(), release: releaseReadBuffers };
+}
+
+/** `Content-Range: bytes a-b/total` (total may be `*`); undefined when absent or malformed. */
+export function parseContentRange(v: string | string[] | undefined): { start: number; end: number; total: number | null } | undefined {
+  const m = typeof v === 'string' ? /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(v.trim()) : null;
+  if (!m) return undefined;
+  const [a, b] = [Number(m[1]), Number(m[2])];
+  const total = m[3] === '*' ? null : Number(m[3]);
+  if (!Number.isSafeInteger(a) || !Number.isSafeInteger(b) || b < a || (total !== null && (!Number.isSafeInteger(total) || b >= total))) return undefined;
+  return { start: a, end: b, total };
 }
 
 function classifyFetchError(err: unknown, opts: FetchImageOptions, deadline: AbortSignal, stall: AbortSignal, url: string): unknown {

@@ -14,6 +14,7 @@
  * buffers as before. TLS connections keep undici's default reads.
  */
 import type { Socket } from 'node:net';
+import type { ConnectionOptions } from 'node:tls';
 import { buildConnector } from 'undici';
 
 const SLOT_BYTES = 64 * 1024;
@@ -72,9 +73,9 @@ export function releaseReadBuffers(chunk: Uint8Array): void {
   ringOf.get(chunk.buffer)?.release(chunk);
 }
 
-/** undici's connector, with plain-http sockets reading into a per-connection ReadRing. */
-export function createReadRingConnector(timeoutMs: number): buildConnector.connector {
-  const plain = buildConnector({ timeout: timeoutMs });
+/** undici's connector, with plain-http sockets reading into a per-connection ReadRing. `tls`: options for https connections (e.g. `ca`). */
+export function createReadRingConnector(timeoutMs: number, tls: ConnectionOptions = {}): buildConnector.connector {
+  const plain = buildConnector({ ...tls, timeout: timeoutMs } as buildConnector.BuildOptions);
   return (opts, callback) => {
     if (opts.protocol !== 'http:') return plain(opts, callback);
     const ring = new ReadRing();

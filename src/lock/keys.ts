@@ -56,6 +56,15 @@ export function pullLockRedisKey(prefix: string, host: string, key: PullKey): st
   return `${lockKeyPrefix(prefix)}${mutexRedisKey(pullLockKey(host, key))}`;
 }
 
+/**
+ * The fleet-wide back-to-source Semaphore of a digest, relative to the lock
+ * client's keyPrefix (redis-semaphore prepends "semaphore:"): stored as
+ * `<prefix>:semaphore:b2s:<hex>`.
+ */
+export function backToSourceKey(digest: Digest): string {
+  return `b2s:${digest.hex}`;
+}
+
 /** Pub/sub channel on which a leader announces that it released the lock. */
 export function pullReleasedChannel(prefix: string, host: string, key: PullKey): string {
   return `${prefix}:pull-released:${host}:${keyPart(key)}`;

@@ -7,6 +7,7 @@
  * stay out of the snapshot, where the board would sum them across workers.
  */
 import { Counter, Histogram, Registry } from 'prom-client';
+import type { PullMetrics } from '../peer/fleet.js';
 
 const DURATION_BUCKETS = [0.005, 0.05, 0.25, 1, 5, 15, 60, 300, 900, 1800];
 const WAIT_BUCKETS = [0.001, 0.01, 0.05, 0.25, 1, 5, 30, 120, 600];
@@ -25,7 +26,13 @@ export function isRedisError(err: unknown): boolean {
 export class WorkerMetrics {
   readonly registry = new Registry();
   readonly pulls = new Counter({ name: 'fleetq_pulls_total', help: 'ensure-image jobs by outcome (present, pulled, failed)', labelNames: ['host', 'outcome'], registers: [this.registry] });
-  readonly bytes = new Counter({ name: 'fleetq_bytes_downloaded_total', help: 'image bytes downloaded from upstream', labelNames: ['host'], registers: [this.registry] });
+  readonly bytes = new Counter({ name: 'fleetq_bytes_downloaded_total', help: 'image bytes received by pulls (upstream and peers; fleetq_pull_bytes_total splits them)', labelNames: ['host'], registers: [this.registry] });
+  /** Bytes received by pulls by source (upstream, peer) and digest ("unpinned" for an unpinned pull): the fleet's saving. */
+  readonly pullBytes = new Counter({ name: 'fleetq_pull_bytes_total', help: 'image bytes received by pulls, by source (upstream, peer) and digest', labelNames: ['host', 'source', 'digest'], registers: [this.registry] });
+  /** A peer skipped for a digest, by peer host and reason (wrong-bytes, died, refused, not-found, timeout). */
+  readonly peerErrors = new Counter({ name: 'fleetq_peer_errors_total', help: 'peers skipped by a pull, by peer and reason (wrong-bytes, died, refused, not-found, timeout)', labelNames: ['host', 'peer', 'reason'], registers: [this.registry] });
+  /** Pulls that waited for a holder because the back-to-source permits of their digest were taken. */
+  readonly backToSourceWait = new Histogram({ name: 'fleetq_back_to_source_wait_seconds', help: 'time a pull waited for a peer or a back-to-source permit (FLEETQ_UPSTREAM_PER_DIGEST)', labelNames: ['host'], buckets: WAIT_BUCKETS, registers: [this.registry] });
   readonly lockWait = new Histogram({ name: 'fleetq_lock_wait_seconds', help: 'time a pull waited for the per-digest lock or its leader', labelNames: ['host'], buckets: WAIT_BUCKETS, registers: [this.registry] });
   readonly pullDuration = new Histogram({ name: 'fleetq_pull_duration_seconds', help: 'ensure-image job duration by outcome', labelNames: ['host', 'outcome'], buckets: DURATION_BUCKETS, registers: [this.registry] });
   readonly restores = new Counter({ name: 'fleetq_restores_total', help: 'restore jobs by kind and result', labelNames: ['host', 'kind', 'result'], registers: [this.registry] });
@@ -63,6 +70,16 @@ export class WorkerMetrics {
       redisErrors,
       deadLetters,
       deadLetterRecordFailures: this.deadLetterRecordFailures.labels({ host }),
+    };
+  }
+
+  /** What a pull reports about its sources (peer/fleet.ts PullMetrics). */
+  pullMetrics(host: string): PullMetrics {
+    const wait = this.backToSourceWait.labels({ host });
+    return {
+      bytes: (source, digest, n) => this.pullBytes.inc({ host, source, digest }, n),
+      peerError: (peer, reason) => this.peerErrors.inc({ host, peer, reason }),
+      backToSourceWait: (seconds) => wait.observe(seconds),
     };
   }
 

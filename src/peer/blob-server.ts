@@ -5,9 +5,12 @@
  *     else 401 with WWW-Authenticate — before anything else is looked at;
  *   - the path is parsed with `Digest` before any file is touched; any other
  *     path (index, listing, traversal, encoded dots, a blob file name) is 404;
- *   - only what the BlobSource has (committed blobs) is served, with
- *     Content-Length, Accept-Ranges and single `Range` requests (206/416);
- *   - every body goes through one RateLimiter shared by all responses.
+ *   - only what the BlobSource has (verified committed blobs, downloads in
+ *     progress) is served, with Content-Length, Accept-Ranges and single
+ *     `Range` requests (206/416); a download in progress is sent as it is
+ *     written, and cut short if it is aborted;
+ *   - every body goes through one RateLimiter shared by all responses;
+ *   - the number of open responses (the serving load) is reported on change.
  *
  * HTTP, or HTTPS when a certificate and key are given. Requests are never
  * logged with their headers (the token).
@@ -38,6 +41,8 @@ export interface BlobServerOptions {
   tls?: { cert: Buffer; key: Buffer } | undefined;
   source: BlobSource;
   log: Logger;
+  /** Called with the number of open blob responses whenever it changes. */
+  onLoad?: ((open: number) => void) | undefined;
 }
 
 export interface BlobServer {
@@ -66,6 +71,7 @@ export async function startBlobServer(o: BlobServerOptions): Promise<BlobServer>
   const authorized = tokenChecker(o.token);
   const limiter = new RateLimiter(o.maxRate, RATE_BURST);
   let served = 0;
+  let open = 0;
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     if (!authorized(req.headers.authorization)) {
@@ -87,6 +93,8 @@ export async function startBlobServer(o: BlobServerOptions): Promise<BlobServer>
       res.writeHead(404, { 'Content-Length': 0 }).end();
       return;
     }
+    open++;
+    o.onLoad?.(open);
     try {
       const range = decideRange(req.headers.range, blob.size);
       if (range.kind === 'unsatisfiable') {
@@ -102,6 +110,7 @@ export async function startBlobServer(o: BlobServerOptions): Promise<BlobServer>
       };
       if (range.kind === 'partial') headers['Content-Range'] = `bytes ${start}-${end}/${blob.size}`;
       res.writeHead(range.kind === 'partial' ? 206 : 200, headers);
+      o.log.debug({ digest: digest.value, from: blob.kind, start, end, size: blob.size, method: req.method }, 'peer: serving blob');
       if (req.method === 'HEAD') {
         res.end();
         return;
@@ -119,6 +128,8 @@ export async function startBlobServer(o: BlobServerOptions): Promise<BlobServer>
         res.destroy();
       });
     } finally {
+      open--;
+      o.onLoad?.(open);
       await blob.close().catch(() => {});
     }
   };

@@ -1,22 +1,29 @@
 /**
  * What the peer server may serve: a readable blob for a digest, or nothing.
  *
- * Today the only source is the store's committed blobs (`committedBlobs`).
- * The seam for serving downloads still in progress (issue 13, "stream behind
- * a peer that is still downloading") is this interface: a second source that
- * answers for digests being pulled, whose `size` is the final size and whose
- * stream waits for bytes not written yet, tried after the committed one.
+ *   - `committedBlobs`: a blob of the store that is known to hash to its name
+ *     (`VerifiedBlobs`: this process committed it as received, or hashed the
+ *     file itself). A raw or old-qcow2 body is converted at commit, so its
+ *     blob does not hash to the pinned digest and is never served.
+ *   - `InProgressDownloads.source()` (in-progress.ts): a pinned download still
+ *     being written, streamed up to the writer's watermark.
+ *
+ * `firstOf` tries sources in order.
  */
-import { constants, type ReadStream } from 'node:fs';
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import type { Digest } from '../lib/digest.js';
 import { statBlob } from '../store/blob-store.js';
 import type { StorePaths } from '../store/paths.js';
+import { VerifiedBlobs } from './verified-blobs.js';
 
 export interface OpenBlob {
   size: number;
+  /** Where the bytes come from (for the server's debug log). */
+  kind: 'committed' | 'in-progress';
   /** The bytes start..end (inclusive). */
-  stream(start: number, end: number): ReadStream;
+  stream(start: number, end: number): Readable;
   close(): Promise<void>;
 }
 
@@ -26,12 +33,13 @@ export interface BlobSource {
 }
 
 /**
- * Committed blobs only: a regular file under blobs/ (statBlob: no symlink,
- * size > 0), opened with O_NOFOLLOW and checked again on the descriptor, so
- * a file swapped in between is not served. temp/ (pull-*, cocoon's .tmp-*)
- * is never looked at.
+ * Committed blobs that hash to their name: a regular file under blobs/
+ * (statBlob: no symlink, size > 0), opened with O_NOFOLLOW and checked again
+ * on the descriptor, so a file swapped in between is not served; then
+ * `verified.check` on that descriptor (hashing it once when this process does
+ * not know it yet). temp/ (pull-*, cocoon's .tmp-*) is never looked at.
  */
-export function committedBlobs(paths: StorePaths): BlobSource {
+export function committedBlobs(paths: StorePaths, verified: VerifiedBlobs = new VerifiedBlobs()): BlobSource {
   return {
     async open(digest) {
       const info = statBlob(paths, digest);
@@ -42,17 +50,36 @@ export function committedBlobs(paths: StorePaths): BlobSource {
       } catch {
         return undefined; // removed (GC) or replaced by a symlink since the stat
       }
-      const st = await fh.stat();
-      if (!st.isFile() || st.size <= 0) {
-        await fh.close();
-        return undefined;
-      }
       const handle = fh;
-      return {
-        size: st.size,
-        stream: (start, end) => handle.createReadStream({ start, end, autoClose: false, highWaterMark: 64 * 1024 }),
-        close: () => handle.close(),
-      };
+      try {
+        const st = await handle.stat();
+        if (!st.isFile() || st.size <= 0 || !(await verified.check(digest, handle, st))) {
+          await handle.close();
+          return undefined;
+        }
+        return {
+          size: st.size,
+          kind: 'committed',
+          stream: (start, end) => handle.createReadStream({ start, end, autoClose: false, highWaterMark: 64 * 1024 }),
+          close: () => handle.close(),
+        };
+      } catch (err) {
+        await handle.close().catch(() => {});
+        throw err;
+      }
+    },
+  };
+}
+
+/** The first source that has the digest. */
+export function firstOf(...sources: BlobSource[]): BlobSource {
+  return {
+    async open(digest) {
+      for (const s of sources) {
+        const blob = await s.open(digest);
+        if (blob) return blob;
+      }
+      return undefined;
     },
   };
 }

@@ -41,6 +41,13 @@ export const HolderEntry = z.object({
   /** Bytes of the blob as received (its Content-Length for a partial one), when known. */
   size: z.number().int().nonnegative().optional(),
   at: z.number(),
+  /**
+   * A partial holder streaming from other peers: the hosts its bytes come
+   * through, nearest first (empty or absent: from upstream). A host never
+   * fetches from a partial holder whose chain holds itself (it would wait on
+   * its own bytes).
+   */
+  chain: z.array(z.string()).max(64).optional(),
 });
 export type HolderEntry = z.infer<typeof HolderEntry>;
 
@@ -142,6 +149,11 @@ export function pickHolder(holders: readonly Holder[], exclude: ReadonlySet<stri
     if (r < 0) return pool[i];
   }
   return pool[pool.length - 1];
+}
+
+/** The holders `self` may fetch from: not itself, and no partial holder whose bytes come through it. Pure. */
+export function usableBy(holders: readonly Holder[], self: string): Holder[] {
+  return holders.filter((h) => h.host !== self && !(h.state === 'partial' && h.chain?.includes(self)));
 }
 
 function safeJson(v: string | null | undefined): unknown {

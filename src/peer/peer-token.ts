@@ -38,6 +38,11 @@ export function loadPeerToken(token: string | undefined, file: string | undefine
   }
 }
 
+/** The fleet token when one is configured (variable or file), else undefined: peer fetching is off without one. */
+export function fleetToken(token: string | undefined, file: string | undefined): string | undefined {
+  return token === undefined && file === undefined ? undefined : loadPeerToken(token, file);
+}
+
 const sha = (v: string) => createHash('sha256').update(v).digest();
 
 /** A check of `Authorization: Bearer <token>` in constant time (equal-length digests of both values). */

@@ -1,6 +1,7 @@
 /**
  * The worker's peer server from its configuration: fleet token (or its
- * file), TLS files, the listen address, and the address advertised in the
+ * file), TLS files, the listen address, what it serves (the worker's
+ * LocalBlobs: verified blobs and downloads in progress), and the address advertised in the
  * host registry (FLEETQ_PEER_ADVERTISE, default: the listen host with the
  * bound port). Called only when FLEETQ_PEER_LISTEN is set; every problem is a
  * ConfigError listing its settings (the worker shows their variables).
@@ -10,7 +11,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { ConfigError, errorMessage } from '../lib/errors.js';
 import type { StorePaths } from '../store/paths.js';
-import { committedBlobs } from './blob-source.js';
+import { type BlobSource, committedBlobs } from './blob-source.js';
 import { type BlobServer, startBlobServer } from './blob-server.js';
 import { loadPeerToken } from './peer-token.js';
 
@@ -39,12 +40,21 @@ function readTlsFile(path: string, setting: 'peerTlsCert' | 'peerTlsKey'): Buffe
   }
 }
 
-export async function startPeerServer(cfg: PeerConfig, paths: StorePaths, log: Logger): Promise<PeerServer> {
-  const token = loadPeerToken(cfg.peerToken, cfg.peerTokenFile);
+export interface PeerServerExtras {
+  /** What is served (default: committed blobs that hash to their name). The worker passes LocalBlobs.source(). */
+  source?: BlobSource | undefined;
+  /** The open-response count, on change (the serving load). */
+  onLoad?: ((open: number) => void) | undefined;
+  /** The fleet token, when already loaded (else read from the configuration). */
+  token?: string | undefined;
+}
+
+export async function startPeerServer(cfg: PeerConfig, paths: StorePaths, log: Logger, extras: PeerServerExtras = {}): Promise<PeerServer> {
+  const token = extras.token ?? loadPeerToken(cfg.peerToken, cfg.peerTokenFile);
   const tls = cfg.peerTlsCert && cfg.peerTlsKey ? { cert: readTlsFile(cfg.peerTlsCert, 'peerTlsCert'), key: readTlsFile(cfg.peerTlsKey, 'peerTlsKey') } : undefined;
   let server: BlobServer;
   try {
-    server = await startBlobServer({ ...cfg.peerListen, token, maxRate: cfg.peerMaxRate, tls, source: committedBlobs(paths), log });
+    server = await startBlobServer({ ...cfg.peerListen, token, maxRate: cfg.peerMaxRate, tls, source: extras.source ?? committedBlobs(paths), log, onLoad: extras.onLoad });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL' || code === 'EACCES' || code === 'ENOTFOUND') {

@@ -49,6 +49,14 @@ export interface Committed {
   bytes: number;
   /** How the blob is referenced in images.json: by its URL, by `<url>#<digest>` only, or not at all (index unreadable). */
   indexed: 'url' | 'pinned-ref' | 'none';
+  /**
+   * The blob file is the body as received (no conversion, and this writer's
+   * file is the one renamed into blobs/), so it hashes to its name: it may be
+   * served to peers. False for a converted body, or when a blob was already there.
+   */
+  asReceived: boolean;
+  /** The body was converted to qcow2 (raw, or a qcow2 not kept as is): the blob does not hash to its name. */
+  converted: boolean;
   /** Set when `indexed` is "none": why, and how to repair. */
   warning?: string | undefined;
 }
@@ -87,6 +95,12 @@ export class BlobWriter {
    * may share a read buffer with bytes not written yet).
    */
   onWritten: ((last: Buffer) => void) | undefined;
+  /**
+   * Called after each write reaches the file, with the bytes in the file so
+   * far (the watermark a reader of the temp file may read up to: peers
+   * streaming a download in progress, see `openReader`).
+   */
+  onFlushed: ((written: number) => void) | undefined;
   private declared: number | null = null;
   private fh: FileHandle | undefined;
   private done = false;
@@ -117,6 +131,27 @@ export class BlobWriter {
     } catch (err) {
       throw fsError(err, `creating ${tempPath}`);
     }
+  }
+
+  /** Bytes taken by `write` so far (all hashed): where a resumed download continues (`Range: bytes=<received>-`). */
+  get received(): number {
+    return this.bytes;
+  }
+
+  /** Bytes in the temp file so far (never more than `received`). */
+  get flushed(): number {
+    return this.written;
+  }
+
+  /**
+   * A read-only handle on the temp file, for serving the download while it is
+   * in progress: it stays readable after the commit renames, converts or
+   * unlinks the file, until the caller closes it. Only bytes below `flushed`
+   * are meaningful.
+   */
+  async openReader(): Promise<FileHandle> {
+    if (this.done || !this.fh) throw new Error('the download is finished');
+    return open(this.tempPath, 'r');
   }
 
   /** The length the source announced (Content-Length): refused up front when over the cap. */
@@ -174,6 +209,7 @@ export class BlobWriter {
       await this.fh!.writev(bufs);
       this.written += n;
       this.onWritten?.(bufs[bufs.length - 1]!);
+      this.onFlushed?.(this.written);
     } catch (err) {
       this.failed ??= this.fsError(err, `writing ${this.tempPath}`);
       return;
@@ -220,7 +256,8 @@ export class BlobWriter {
       if (this.opts.expectDigest && !digest.equals(this.opts.expectDigest)) throw new DigestMismatchError(this.opts.expectDigest, digest, this.shown);
 
       let source = this.tempPath;
-      if (format.kind !== 'rejected' && format.needsConversion) {
+      const converting = format.kind !== 'rejected' && format.needsConversion;
+      if (converting) {
         // Explicit -f: qemu never probes a format, and a qcow2 gets here only with a clean header.
         await convertToQcow2(this.opts.qemuImg, this.tempPath, converted, format.kind, signal).catch((err) => {
           throw this.fsError(err, 'converting the image');
@@ -235,7 +272,7 @@ export class BlobWriter {
       } catch (err) {
         throw this.fsError(err, `chmod ${source}`);
       }
-      const result = await withIndexLock(this.paths, () => this.install(source, digest, c));
+      const result = await withIndexLock(this.paths, () => this.install(source, digest, c, !converting));
       this.done = true;
       return result;
     } catch (err) {
@@ -246,9 +283,10 @@ export class BlobWriter {
   }
 
   /** The critical section: blob into blobs/ and its index entry together (cocoon's own order, §9). */
-  private async install(source: string, digest: Digest, c: CommitOptions): Promise<Committed> {
+  private async install(source: string, digest: Digest, c: CommitOptions, unconverted: boolean): Promise<Committed> {
     const target = blobPath(this.paths, digest);
     let blob = await statBlob(this.paths, digest);
+    const asReceived = unconverted && !blob;
     try {
       if (blob) {
         await removeIfExists(source);
@@ -266,7 +304,7 @@ export class BlobWriter {
     } catch (err) {
       if (!(err instanceof IndexCorruptError)) throw this.fsError(err, `reading ${this.paths.index}`);
       // Never overwrite an index we cannot read: the blob stays, unindexed, and the job says so.
-      return { blob, bytes: this.bytes, indexed: 'none', warning: `${err.message}; ${digest} is committed but not indexed, so \`cocoon gc\` may delete it until the index is repaired` };
+      return { blob, bytes: this.bytes, asReceived, converted: !unconverted, indexed: 'none', warning: `${err.message}; ${digest} is committed but not indexed, so \`cocoon gc\` may delete it until the index is repaired` };
     }
     let indexed: Committed['indexed'];
     if (!c.fence || (await c.fence())) {
@@ -285,7 +323,7 @@ export class BlobWriter {
     } catch (err) {
       throw this.fsError(err, `writing ${this.paths.index}`);
     }
-    return { blob, bytes: this.bytes, indexed };
+    return { blob, bytes: this.bytes, asReceived, converted: !unconverted, indexed };
   }
 
   /** Drop everything written so far (idempotent; a no-op after a commit). */

@@ -22,6 +22,8 @@ export interface HeartbeatOptions {
   log: Logger;
   /** The advertised peer address (src/peer/), when this worker serves blobs. */
   peerUrl?: string | undefined;
+  /** This worker's instance id (default: a new one); partial holder entries are tied to it. */
+  instance?: string | undefined;
 }
 
 export interface Heartbeat {
@@ -32,7 +34,7 @@ export interface Heartbeat {
 /** Beats once (awaited: the host is registered when this resolves), then every `heartbeatMs`. */
 export async function startHeartbeat(o: HeartbeatOptions): Promise<Heartbeat> {
   const { cfg, redis } = o;
-  const instance = newInstanceId();
+  const instance = o.instance ?? newInstanceId();
   const startedAt = Date.now();
   const beat = async () => {
     await announce(redis, cfg.prefix, {

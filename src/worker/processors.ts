@@ -7,12 +7,15 @@
  */
 import { type Job, Queue, Worker } from 'bullmq';
 import type { Logger } from 'pino';
+import type { Dispatcher } from 'undici';
 import type { Config } from '../config/schema.js';
 import type { EnsureDeps } from '../ensure/ensure-image.js';
 import { errorMessage } from '../lib/errors.js';
 import { sleep } from '../lib/shutdown.js';
 import { PullCoordinator } from '../lock/pull-coordinator.js';
 import { ReleaseNotifier } from '../lock/release-notifier.js';
+import { FleetPeers } from '../peer/fleet.js';
+import type { LocalBlobs } from '../peer/local-blobs.js';
 import { isRedisError, type WorkerMetrics } from '../metrics/worker-metrics.js';
 import { imageQueueName, type QueueKind, restoreQueueName } from '../queues/names.js';
 import { queueOptions } from '../queues/queue-options.js';
@@ -35,6 +38,8 @@ export interface ProcessorDeps {
   imageAuth: EnsureDeps['imageAuth'];
   metrics: WorkerMetrics;
   health: StoreHealth;
+  /** Peer fetching (a fleet token), and what this host serves (FLEETQ_PEER_LISTEN). */
+  peers?: { token: string; dispatcher: Dispatcher; local: LocalBlobs | undefined; serves: boolean } | undefined;
 }
 
 export interface Processors {
@@ -58,9 +63,10 @@ export function startProcessors(d: ProcessorDeps): Processors {
   // Image jobs take no per-job AbortSignal (see createImageProcessor: it costs a cache hit ~12 µs): this one cancels their pulls.
   const shutdown = new AbortController();
   if (cfg.queues.includes('images')) {
+    const notifier = new ReleaseNotifier(connections.subscriber);
     const coordinator = new PullCoordinator({
       redis: connections.mutex,
-      notifier: new ReleaseNotifier(connections.subscriber),
+      notifier,
       prefix: cfg.prefix,
       host: cfg.host,
       ttlMs: cfg.lockTtlMs,
@@ -79,6 +85,25 @@ export function startProcessors(d: ProcessorDeps): Processors {
       userAgent: `fleetq/${VERSION}`,
       policy: { trustUrlCacheOverPin: cfg.unsafeLegacyUrlCache },
       imageAuth: d.imageAuth,
+      pullMetrics: metrics.pullMetrics(cfg.host),
+      local: d.peers?.local,
+      fleet: d.peers
+        ? new FleetPeers({
+            redis: connections.lock,
+            mutex: connections.mutex,
+            notifier,
+            prefix: cfg.prefix,
+            host: cfg.host,
+            token: d.peers.token,
+            dispatcher: d.peers.dispatcher,
+            upstreamPerDigest: cfg.upstreamPerDigest,
+            lockTtlMs: cfg.lockTtlMs,
+            downAfterMs: cfg.hostDownAfterMs,
+            serves: d.peers.serves,
+            log,
+            metrics: metrics.pullMetrics(cfg.host),
+          })
+        : undefined,
     };
     if (cfg.unsafeLegacyUrlCache) log.warn('FLEETQ_UNSAFE_LEGACY_URL_CACHE is on: pinned digests may be answered from a stale URL cache (cocoon#37). Tests only.');
     const processor = createImageProcessor({ ...ensureDeps, host: cfg.host, log, metrics, health, storeFullRetryMs: cfg.storeFullRetryMs, shutdown: shutdown.signal });

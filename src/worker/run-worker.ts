@@ -4,6 +4,7 @@
  * layout, then connections, processors, dead-letter recorder, heartbeat and
  * the /metrics endpoint, and their orderly shutdown in reverse.
  */
+import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { parseDestinationPolicy } from '../fetch/destination-policy.js';
@@ -11,7 +12,12 @@ import { createHttpClient } from '../fetch/http-client.js';
 import { loadImageAuthFile } from '../fetch/image-auth.js';
 import { startWorkerEndpoint } from '../metrics/metrics-server.js';
 import { WorkerMetrics } from '../metrics/worker-metrics.js';
+import { redisAnnouncer, servingLoadReporter } from '../peer/announcer.js';
+import { LocalBlobs } from '../peer/local-blobs.js';
+import { createPeerClient } from '../peer/peer-client.js';
+import { fleetToken } from '../peer/peer-token.js';
 import { startPeerServer } from '../peer/start-peer.js';
+import { newInstanceId } from '../registry/host-registry.js';
 import { redactRedisUrl } from '../queues/connection.js';
 import { ensureLayout, sweepTemp } from '../store/blob-store.js';
 import { storePaths } from '../store/paths.js';
@@ -21,6 +27,16 @@ import { DeadLetterRecorder } from './dead-letter-recorder.js';
 import { startHeartbeat } from './heartbeat.js';
 import { startProcessors, watchFailures } from './processors.js';
 import { StoreHealth } from './store-health.js';
+
+/** The fleet's certificate (FLEETQ_PEER_TLS_CERT), trusted for https peers too; read at start (start-peer reports a bad file). */
+function peerCa(certFile: string | undefined): Buffer | undefined {
+  if (!certFile) return undefined;
+  try {
+    return readFileSync(certFile);
+  } catch {
+    return undefined;
+  }
+}
 
 export interface RunningWorker {
   /** Stop taking jobs, let running ones finish for up to `graceMs`, then abort them. */
@@ -42,9 +58,14 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
   await ensureLayout(paths);
   const swept = await sweepTemp(paths, cfg.tempMaxAgeMs);
   if (swept.length) log.info({ count: swept.length }, 'removed stale temp files');
-  // FLEETQ_PEER_LISTEN: serve committed blobs to peers (token, TLS and a busy port are ConfigErrors here, before Redis).
+  // The fleet token (FLEETQ_PEER_TOKEN[_FILE]) turns peer fetching on; a bad token file is a ConfigError here, before Redis.
+  const token = fleetToken(cfg.peerToken, cfg.peerTokenFile);
+  const instance = newInstanceId();
+  // FLEETQ_PEER_LISTEN: serve verified blobs and downloads in progress to peers (TLS and a busy port are ConfigErrors here).
   const { peerListen } = cfg;
-  const peer = peerListen ? await startPeerServer({ ...cfg, peerListen }, paths, log) : undefined;
+  const local = peerListen ? new LocalBlobs(paths, log) : undefined;
+  let reportLoad: ((open: number) => void) | undefined;
+  const peer = peerListen && local ? await startPeerServer({ ...cfg, peerListen }, paths, log, { source: local.source(), token, onLoad: (n) => reportLoad?.(n) }) : undefined;
 
   const connections = await openConnections(cfg, log).catch(async (err: unknown) => {
     await peer?.close();
@@ -52,7 +73,24 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
   });
   const metrics = new WorkerMetrics(cfg.host);
   const health = new StoreHealth();
-  const processors = startProcessors({ cfg, log, connections, paths, dispatcher, imageAuth, metrics, health });
+  if (local && peer) {
+    local.attach(redisAnnouncer({ redis: connections.lock, prefix: cfg.prefix, host: cfg.host, instance, peerUrl: peer.advertisedUrl }));
+    reportLoad = servingLoadReporter(connections.lock, cfg.prefix, cfg.host, log);
+    reportLoad(0);
+  }
+  // Peer fetching: on with a fleet token (a host without FLEETQ_PEER_LISTEN still fetches from peers).
+  const peerClient = token ? createPeerClient({ idleTimeoutMs: cfg.downloadIdleTimeoutMs, redisUrl: cfg.redisUrl, ca: peerCa(cfg.peerTlsCert) }) : undefined;
+  const processors = startProcessors({
+    cfg,
+    log,
+    connections,
+    paths,
+    dispatcher,
+    imageAuth,
+    metrics,
+    health,
+    peers: token && peerClient ? { token, dispatcher: peerClient, local, serves: peer !== undefined } : undefined,
+  });
   const workers = processors.workers.map((w) => w.queue);
 
   // Dead letters: jobs that end in `failed` (retries exhausted or permanent), recorded when BullMQ reports them
@@ -77,10 +115,10 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
   deadLetters.start();
   const queues = workers.map((w) => w.name);
 
-  const heartbeat = await startHeartbeat({ cfg, redis: connections.lock, queues, metrics, health, log, peerUrl: peer?.advertisedUrl });
+  const heartbeat = await startHeartbeat({ cfg, redis: connections.lock, queues, metrics, health, log, peerUrl: peer?.advertisedUrl, instance });
   endpoint?.attach({ host: cfg.host, metrics, health, paths, redis: connections.queue, queues: processors.workers });
   log.info(
-    { queues, concurrency: cfg.concurrency, restoreConcurrency: cfg.restoreConcurrency, root: cfg.root, redis: redactRedisUrl(cfg.redisUrl), prefix: cfg.prefix, version: VERSION, metrics: endpoint?.url, peer: peer?.advertisedUrl },
+    { queues, concurrency: cfg.concurrency, restoreConcurrency: cfg.restoreConcurrency, root: cfg.root, redis: redactRedisUrl(cfg.redisUrl), prefix: cfg.prefix, version: VERSION, metrics: endpoint?.url, peer: peer?.advertisedUrl, peerFetch: token !== undefined, instance },
     'worker started',
   );
 
@@ -91,6 +129,7 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
       await deadLetters.close();
       await heartbeat.stop();
       await dispatcher.close().catch(() => {});
+      await peerClient?.close().catch(() => {});
       await endpoint?.close().catch(() => {});
       await peer?.close().catch(() => {});
       await connections.close();

@@ -1,7 +1,7 @@
 /** Real disk images for tests: qcow2 made by qemu-img, raw bytes, and their digests. */
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +27,23 @@ export function qcow2Image(virtualSizeMiB: number): TestImage {
   try {
     const file = join(dir, 'img.qcow2');
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'compat=1.1', file, `${virtualSizeMiB}M`]);
+    return image(readFileSync(file));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A qcow2 v3 image of about `bytes` bytes of random data (qemu-img convert of a
+ * random raw file): stored as received, so its blob hashes to its digest.
+ */
+export function qcow2DataImage(bytes: number): TestImage {
+  const dir = mkdtempSync(join(tmpdir(), 'fleetq-img-'));
+  try {
+    const raw = join(dir, 'img.raw');
+    const file = join(dir, 'img.qcow2');
+    writeFileSync(raw, randomBytes(bytes));
+    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', '-o', 'compat=1.1', raw, file]);
     return image(readFileSync(file));
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -25,6 +25,8 @@ export interface RouteOptions {
   chunkDelayMs?: number;
   chunkSize?: number;
   contentType?: string;
+  /** Honour `Range: bytes=a-` with 206 and Content-Range (default: ignore Range and send the whole body, as many servers do). */
+  ranges?: boolean;
 }
 
 interface Route extends RouteOptions {
@@ -34,6 +36,8 @@ interface Route extends RouteOptions {
 export class Upstream extends EventEmitter {
   private readonly routes = new Map<string, Route>();
   private readonly counts = new Map<string, number>();
+  /** The Range header of every GET, per path (undefined: none). */
+  readonly ranges = new Map<string, Array<string | undefined>>();
   private readonly sockets = new Set<Socket>();
   private server!: Server;
   port = 0;
@@ -77,7 +81,10 @@ export class Upstream extends EventEmitter {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0]!;
-    if (req.method === 'GET') this.counts.set(path, (this.counts.get(path) ?? 0) + 1);
+    if (req.method === 'GET') {
+      this.counts.set(path, (this.counts.get(path) ?? 0) + 1);
+      this.ranges.set(path, [...(this.ranges.get(path) ?? []), req.headers.range]);
+    }
     this.emit('request', path);
     const route = this.routes.get(path);
     if (!route) {
@@ -106,6 +113,15 @@ export class Upstream extends EventEmitter {
       return;
     }
     const headers: Record<string, string | number> = { 'content-type': route.contentType ?? 'application/octet-stream' };
+    const m = route.ranges ? /^bytes=(\d+)-$/.exec(req.headers.range ?? '') : null;
+    if (m && Number(m[1]) < route.body.length) {
+      const from = Number(m[1]);
+      headers['content-length'] = route.body.length - from;
+      headers['content-range'] = `bytes ${from}-${route.body.length - 1}/${route.body.length}`;
+      res.writeHead(206, headers);
+      void this.stream({ ...route, body: route.body.subarray(from) }, res, fault);
+      return;
+    }
     if (fault?.kind !== 'no-length') headers['content-length'] = route.body.length;
     res.writeHead(200, headers);
     void this.stream(route, res, fault);

@@ -1,0 +1,54 @@
+/**
+ * The Redis side of what this host holds (holders.ts): its holder entries,
+ * written under its host id with its worker instance and advertised peer
+ * URL, and its serving load (open peer responses), sent when it changes, one
+ * write at a time (the latest value wins).
+ */
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { errorMessage } from '../lib/errors.js';
+import { addHolder, removeHolder, setServingLoad } from './holders.js';
+import type { HolderAnnouncer } from './local-blobs.js';
+
+export interface AnnouncerOptions {
+  redis: Redis;
+  prefix: string;
+  host: string;
+  instance: string;
+  peerUrl: string;
+}
+
+export function redisAnnouncer(o: AnnouncerOptions): HolderAnnouncer {
+  const { redis, prefix, host, instance, peerUrl } = o;
+  return {
+    complete: (digest, size) => addHolder(redis, prefix, digest, host, { state: 'complete', peerUrl, instance, size, at: Date.now() }),
+    partial: (digest, size, chain) => addHolder(redis, prefix, digest, host, { state: 'partial', peerUrl, instance, size, at: Date.now(), chain: [...chain] }),
+    removePartial: (digest) => removeHolder(redis, prefix, digest, host, { onlyPartialOf: instance }),
+    remove: (digest) => removeHolder(redis, prefix, digest, host),
+  };
+}
+
+/** A callback for the blob server's open-response count: coalesced writes of this host's serving load. */
+export function servingLoadReporter(redis: Redis, prefix: string, host: string, log: Logger): (open: number) => void {
+  let latest = 0;
+  let sent = -1; // the first report is always sent (a restarted worker resets its old load)
+  let busy = false;
+  const flush = async () => {
+    busy = true;
+    try {
+      while (sent !== latest) {
+        const n = latest;
+        await setServingLoad(redis, prefix, host, n);
+        sent = n;
+      }
+    } catch (err) {
+      log.debug({ err: errorMessage(err) }, 'peer: serving load not recorded');
+    } finally {
+      busy = false;
+    }
+  };
+  return (open) => {
+    latest = open;
+    if (!busy) void flush();
+  };
+}
