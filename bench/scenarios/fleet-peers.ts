@@ -80,6 +80,21 @@ interface Side {
   hosts: string[];
   roots: string[];
   queues: QueueHandle[];
+  /** One per host, in the order of `hosts`. */
+  workers: BenchWorker[];
+}
+
+/** Where a wave's time and bytes went, from the workers' logs ("image pulled", "pulling from peer"). */
+interface WaveTrace {
+  /** Bytes the hosts received from peers and from upstream, all hosts together. */
+  fromPeers: number;
+  fromUpstream: number;
+  /** When the last host that downloaded from upstream committed, s after the first enqueue. */
+  upstreamCommit: number;
+  /** When the last host committed, s after the first enqueue. */
+  lastCommit: number;
+  /** Hosts whose first peer was still downloading (a partial holder) when they started on it. */
+  behindPartial: number;
 }
 
 interface Wave {
@@ -87,6 +102,26 @@ interface Wave {
   gets: number;
   upstreamBytes: number;
   outcomes: Record<string, number>;
+  trace: WaveTrace;
+}
+
+/** The wave's lines in each host's log (its one job), summed up. */
+function traceWave(side: Side, jobIds: string[], t0: number): WaveTrace {
+  const t: WaveTrace = { fromPeers: 0, fromUpstream: 0, upstreamCommit: 0, lastCommit: 0, behindPartial: 0 };
+  for (const [i, w] of side.workers.entries()) {
+    const lines = w.logs().filter((l) => String(l.jobId) === jobIds[i]);
+    const pulled = lines.find((l) => l.msg === 'image pulled');
+    if (pulled) {
+      const at = (Date.parse(String(pulled.time)) - t0) / 1000;
+      const up = Number(pulled.fromUpstream ?? pulled.bytes ?? 0);
+      t.fromPeers += Number(pulled.fromPeers ?? 0);
+      t.fromUpstream += up;
+      t.lastCommit = Math.max(t.lastCommit, at);
+      if (up > 0) t.upstreamCommit = Math.max(t.upstreamCommit, at);
+    }
+    if (lines.find((l) => l.msg === 'pulling from peer')?.peerState === 'partial') t.behindPartial++;
+  }
+  return t;
 }
 
 /** Every store of `side` without the blob, nobody holding it, dirty pages written out. */
@@ -111,6 +146,8 @@ async function wave(ctx: BenchContext, link: BenchHttpServer, side: Side, img: B
     await assertCompleted(q.queue, js);
     jobs.push(...js);
   }
+  const t0 = Math.min(...jobs.map((j) => j.timestamp));
+  const trace = traceWave(side, added.map((a) => a.id!), t0);
   const outcomes: Record<string, number> = {};
   for (const j of jobs) {
     const o = String((j.returnvalue as { outcome?: string } | null)?.outcome ?? '?');
@@ -118,10 +155,11 @@ async function wave(ctx: BenchContext, link: BenchHttpServer, side: Side, img: B
   }
   const d = statsDelta(before, after);
   return {
-    wall: (Math.max(...jobs.map((j) => j.finishedOn!)) - Math.min(...jobs.map((j) => j.timestamp))) / 1000,
+    wall: (Math.max(...jobs.map((j) => j.finishedOn!)) - t0) / 1000,
     gets: d.gets[`/${img.name}`] ?? 0,
     upstreamBytes: after.bytesSent - before.bytesSent,
     outcomes,
+    trace,
   };
 }
 
@@ -142,8 +180,7 @@ export async function fleetPeers(ctx: BenchContext): Promise<Row[]> {
       const prefix = `${ctx.prefix}-peers-${label}`;
       const names = Array.from({ length: hosts }, (_, i) => `bench-peers-${label}-${i}`);
       const roots = names.map((h) => join(ctx.tmp, 'fleet-peers', h));
-      workers.push(
-        ...(await startWorkers(
+      const started = await startWorkers(
           names.map((h, i) => ({
             name: h,
             dir: ctx.tmp,
@@ -156,9 +193,9 @@ export async function fleetPeers(ctx: BenchContext): Promise<Row[]> {
               ...(peers ? peerEnv(token) : {}),
             },
           })),
-        )),
       );
-      sides.push({ label: `peers ${label}`, prefix, hosts: names, roots, queues: names.map((h) => openQueue(ctx.redisUrl, imageQueueName(h), prefix)) });
+      workers.push(...started);
+      sides.push({ label: `peers ${label}`, prefix, hosts: names, roots, workers: started, queues: names.map((h) => openQueue(ctx.redisUrl, imageQueueName(h), prefix)) });
     }
     const [on, off] = sides as [Side, Side];
     const shape = `${hosts} hosts × 1 digest (${mib} MiB), upstream ${mbps} MB/s`;
@@ -172,7 +209,9 @@ export async function fleetPeers(ctx: BenchContext): Promise<Row[]> {
       const mbs = (b: number, s: number) => (b / MB / s).toFixed(1);
       ctx.log(
         `  single ${single.seconds.toFixed(2)} s (${mbs(img.size, single.seconds)} MB/s); ` +
-          `peers on ${wOn.wall.toFixed(2)} s (${(wOn.wall / single.seconds).toFixed(2)}×), ${wOn.gets} GETs, ${(wOn.upstreamBytes / img.size).toFixed(2)}× the blob from upstream, outcomes ${JSON.stringify(wOn.outcomes)}` +
+          `peers on ${wOn.wall.toFixed(2)} s (${(wOn.wall / single.seconds).toFixed(2)}×), ${wOn.gets} GETs, ${(wOn.upstreamBytes / img.size).toFixed(2)}× the blob from upstream, ` +
+          `${(wOn.trace.fromPeers / img.size).toFixed(2)}× from peers, upstream copy committed +${wOn.trace.upstreamCommit.toFixed(2)} s, last +${wOn.trace.lastCommit.toFixed(2)} s, ` +
+          `${wOn.trace.behindPartial}/${hosts - 1} streamed behind a partial holder, outcomes ${JSON.stringify(wOn.outcomes)}` +
           (wOff ? `; peers off ${wOff.wall.toFixed(2)} s (${(wOff.wall / single.seconds).toFixed(2)}×), ${wOff.gets} GETs` : ''),
       );
       return { single: single.seconds, on: wOn, off: wOff! };
@@ -213,7 +252,11 @@ export async function fleetPeers(ctx: BenchContext): Promise<Row[]> {
         details: {
           onRuns: onWall.runs,
           singleRuns: single.runs,
-          note: `enqueue → all ${hosts} committed; one host alone at ${(img.size / MB / single.median).toFixed(1)} MB/s of the ${mbps} MB/s link (${ideal.toFixed(2)} s at line rate); peers on vs off: ${(onWall.median / offWall.median).toFixed(2)}×`,
+          trace: runs.map((r) => r.on.trace),
+          note:
+            `enqueue → all ${hosts} committed; one host alone at ${(img.size / MB / single.median).toFixed(1)} MB/s of the ${mbps} MB/s link (${ideal.toFixed(2)} s at line rate); peers on vs off: ${(onWall.median / offWall.median).toFixed(2)}×; ` +
+            `the upstream copy committed at +${summarise(runs.map((r) => r.on.trace.upstreamCommit)).median.toFixed(2)} s, the last host at +${summarise(runs.map((r) => r.on.trace.lastCommit)).median.toFixed(2)} s; ` +
+            `${summarise(runs.map((r) => r.on.trace.behindPartial)).median} of ${hosts - 1} hosts streamed behind a holder still downloading; ${(summarise(runs.map((r) => r.on.trace.fromPeers)).median / img.size).toFixed(2)} blobs' worth from peers`,
         },
       }),
       row({
