@@ -3,8 +3,10 @@
  *
  *   1. look at the store and ask the pull policy (no lock, no network when present);
  *   2. otherwise become the leader for (host, digest|URL) or wait for it;
- *   3. the leader downloads in one pass (sha256 while streaming), verifies the
- *      pin, commits atomically, then points the URL at the digest in the index.
+ *   3. the leader downloads in one pass (sha256 while streaming; from peers
+ *      first for a pinned digest with a fleet token, see pull-body.ts),
+ *      verifies the pin, commits atomically, then points the URL at the
+ *      digest in the index.
  */
 import type { Dispatcher } from 'undici';
 import type { JobLog } from '../lib/lazy-log.js';

@@ -22,9 +22,10 @@ export function redisAnnouncer(o: AnnouncerOptions): HolderAnnouncer {
   const { redis, prefix, host, instance, peerUrl } = o;
   return {
     complete: (digest, size) => addHolder(redis, prefix, digest, host, { state: 'complete', peerUrl, instance, size, at: Date.now() }),
-    partial: (digest, size, chain) => addHolder(redis, prefix, digest, host, { state: 'partial', peerUrl, instance, size, at: Date.now(), chain: [...chain] }),
+    partial: (digest, size, chain) => addHolder(redis, prefix, digest, host, { state: 'partial', peerUrl, instance, size, at: Date.now(), chain: chain.slice(0, 64) }),
     removePartial: (digest) => removeHolder(redis, prefix, digest, host, { onlyPartialOf: instance }),
-    remove: (digest) => removeHolder(redis, prefix, digest, host),
+    // A second worker process of this host may be downloading it right now: its partial entry stays.
+    remove: (digest) => removeHolder(redis, prefix, digest, host, { unlessPartialOfOther: instance }),
   };
 }
 

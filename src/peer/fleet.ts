@@ -100,14 +100,15 @@ export class FleetPeers {
   }
 
   blobUrl(holder: Holder, digest: Digest): string {
-    return `${holder.peerUrl.replace(/\/+$/, '')}/blobs/${digest.value}`;
+    return peerBlobUrl(holder.peerUrl, digest)!;
   }
 
   /** A live holder this host may fetch from, or undefined. A Redis error counts as none (the pull goes on upstream). */
   async pick(digest: Digest, excluded: ReadonlySet<string>): Promise<Holder | undefined> {
     try {
       const holders = await listHolders(this.o.redis, this.o.prefix, digest, { downAfterMs: this.o.downAfterMs });
-      return pickHolder(usableBy(holders, this.o.host), excluded);
+      // An entry whose address is not a plain http(s) origin is never sent the token.
+      return pickHolder(usableBy(holders, this.o.host).filter((h) => peerBlobUrl(h.peerUrl, digest) !== undefined), excluded);
     } catch (err) {
       this.o.log.warn({ digest: digest.value, err: errorMessage(err) }, 'peer: holders could not be listed');
       return undefined;
@@ -172,6 +173,22 @@ export class FleetPeers {
     this.o.metrics?.peerError(peer, reason);
     this.o.log.warn({ peer, digest: digest.value, reason, detail }, `peer ${peer} skipped for ${digest.value}: ${reason}`);
   }
+}
+
+/**
+ * `<peerUrl>/blobs/<digest>` when `peerUrl` is an http(s) origin as the
+ * registry holds them (`http(s)://host:port`, no credentials, path, query or
+ * fragment); undefined for anything else. Pure.
+ */
+export function peerBlobUrl(peerUrl: string, digest: Digest): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(peerUrl);
+  } catch {
+    return undefined;
+  }
+  if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.username || u.password || (u.pathname !== '/' && u.pathname !== '') || u.search || u.hash) return undefined;
+  return `${u.origin}/blobs/${digest.value}`;
 }
 
 /**

@@ -65,16 +65,23 @@ export async function addHolder(redis: Redis, prefix: string, digest: Digest, ho
 }
 
 /**
- * Drop `host` from the digest's holders. With `instance`, only if the entry is
- * still that instance's partial one (a newer commit by another process stays).
+ * Drop `host` from the digest's holders. With `onlyPartialOf`, only if the
+ * entry is still that instance's partial one (a newer commit by another
+ * process stays). With `unlessPartialOfOther`, unless the entry is another
+ * instance's partial one (a second worker process of the host that is
+ * downloading it right now).
  */
-export async function removeHolder(redis: Redis, prefix: string, digest: Digest, host: string, opts: { onlyPartialOf?: string } = {}): Promise<void> {
+export async function removeHolder(redis: Redis, prefix: string, digest: Digest, host: string, opts: { onlyPartialOf?: string; unlessPartialOfOther?: string } = {}): Promise<void> {
   const key = holderKeys(prefix).holders(digest);
-  if (opts.onlyPartialOf === undefined) {
-    await redis.hdel(key, host);
+  if (opts.onlyPartialOf !== undefined) {
+    await redis.eval(REMOVE_PARTIAL_SCRIPT, 1, key, host, opts.onlyPartialOf);
     return;
   }
-  await redis.eval(REMOVE_PARTIAL_SCRIPT, 1, key, host, opts.onlyPartialOf);
+  if (opts.unlessPartialOfOther !== undefined) {
+    await redis.eval(REMOVE_UNLESS_OTHERS_PARTIAL_SCRIPT, 1, key, host, opts.unlessPartialOfOther);
+    return;
+  }
+  await redis.hdel(key, host);
 }
 
 /** KEYS: holders hash. ARGV: host, instance. Deletes the field only if it is that instance's partial entry. */
@@ -84,6 +91,15 @@ if not v then return 0 end
 local ok, e = pcall(cjson.decode, v)
 if ok and e.state == 'partial' and e.instance == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0
+`;
+
+/** KEYS: holders hash. ARGV: host, instance. Deletes the field unless it is another instance's partial entry. */
+const REMOVE_UNLESS_OTHERS_PARTIAL_SCRIPT = `
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return 0 end
+local ok, e = pcall(cjson.decode, v)
+if ok and e.state == 'partial' and e.instance ~= ARGV[2] then return 0 end
+return redis.call('HDEL', KEYS[1], ARGV[1])
 `;
 
 export interface ListHoldersOptions {

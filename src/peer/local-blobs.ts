@@ -32,7 +32,7 @@ export interface HolderAnnouncer {
   partial(digest: Digest, size: number, chain: readonly string[]): Promise<void>;
   /** Drop this instance's partial entry (a complete one stays). */
   removePartial(digest: Digest): Promise<void>;
-  /** Drop this host's entry. */
+  /** Drop this host's entry (unless it is another worker process's partial one). */
   remove(digest: Digest): Promise<void>;
 }
 
@@ -53,6 +53,8 @@ export class LocalBlobs {
   private readonly seen = new Set<string>();
   private announcer: HolderAnnouncer | undefined;
   private queue: Promise<void> = Promise.resolve();
+  /** Background verifications, one at a time (a restart that finds many blobs does not hash them all at once). */
+  private verifying: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly paths: StorePaths,
@@ -110,7 +112,7 @@ export class LocalBlobs {
   foundPresent(digest: Digest): void {
     if (this.seen.has(digest.hex)) return;
     this.seen.add(digest.hex);
-    void this.verifyAndAnnounce(digest);
+    this.verifying = this.verifying.then(() => this.verifyAndAnnounce(digest));
   }
 
   private async verifyAndAnnounce(digest: Digest): Promise<void> {
@@ -185,6 +187,7 @@ export class LocalBlobs {
         const key = chain.join(' ');
         if (key === announced) return;
         announced = key;
+        this.log.debug({ digest: digest.value, size, chain }, 'peer: serving the download in progress (partial holder)');
         void this.announce('announce a partial holder', digest, (a) => a.partial(digest, size, chain));
       },
       complete: () => dl.complete(),

@@ -25,6 +25,8 @@ export interface RouteOptions {
   chunkDelayMs?: number;
   chunkSize?: number;
   contentType?: string;
+  /** Wait this long before answering (headers included): a slow origin, so that every client asks before any has a response. */
+  headersDelayMs?: number;
   /** Honour `Range: bytes=a-` with 206 and Content-Range (default: ignore Range and send the whole body, as many servers do). */
   ranges?: boolean;
 }
@@ -80,6 +82,15 @@ export class Upstream extends EventEmitter {
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
+    const delay = this.routes.get((req.url ?? '/').split('?')[0]!)?.headersDelayMs;
+    if (delay) {
+      setTimeout(() => this.respond(req, res), delay);
+      return;
+    }
+    this.respond(req, res);
+  }
+
+  private respond(req: IncomingMessage, res: ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0]!;
     if (req.method === 'GET') {
       this.counts.set(path, (this.counts.get(path) ?? 0) + 1);

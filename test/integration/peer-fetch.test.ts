@@ -6,12 +6,13 @@
  * registers itself.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Job } from 'bullmq';
 import { Redis } from 'ioredis';
+import { Semaphore } from 'redis-semaphore';
 import { Agent } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fetchImage } from '../../src/fetch/fetch-image.js';
@@ -21,10 +22,10 @@ import { addHolder, holderKeys, type HolderEntry } from '../../src/peer/holders.
 import { imageQueueName } from '../../src/queues/names.js';
 import { announce } from '../../src/registry/host-registry.js';
 import { storePaths } from '../../src/store/paths.js';
-import { qcow2DataImage, type TestImage } from '../helpers/images.js';
+import { qcow2DataImage, rawImage, type TestImage } from '../helpers/images.js';
 import { queueClient, type QueueClient } from '../helpers/queue.js';
 import { useTestRedis } from '../helpers/redis.js';
-import { removeRoot, tempRoot } from '../helpers/store.js';
+import { plantBlob, removeRoot, tempRoot } from '../helpers/store.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { waitFor } from '../helpers/wait.js';
 import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.js';
@@ -142,7 +143,8 @@ describe('a wave over four hosts', () => {
     const prefix = newPrefix();
     const img = qcow2DataImage(64 * MiB);
     const path = '/wave.qcow2';
-    const url = upstream.serve(path, img.body, { chunkSize: 256 * 1024 });
+    // The origin takes a second to answer: every host asks before anyone has a response (and could stream it).
+    const url = upstream.serve(path, img.body, { chunkSize: 256 * 1024, headersDelayMs: 1000 });
     const hosts = await Promise.all(['w1', 'w2', 'w3', 'w4'].map((n) => startHost(prefix, n)));
     const jobs = await Promise.all(hosts.map((h) => ensure(h, url, img.digest)));
     const results = await Promise.all(jobs.map((j) => j.settled));
@@ -156,6 +158,15 @@ describe('a wave over four hosts', () => {
     const fromUpstream = await Promise.all(hosts.map((h) => metric(h, 'fleetq_pull_bytes_total', { source: 'upstream', digest: img.digest })));
     expect(fromPeers.filter((n) => n > 0), `bytes from peers per host: ${fromPeers}`).toHaveLength(3);
     expect(fromUpstream.filter((n) => n > 0), `bytes from upstream per host: ${fromUpstream}`).toEqual([img.body.length]);
+    // The others waited for a holder (the back-to-source permit was taken), and each receiver was a partial holder in turn.
+    const waits = await Promise.all(hosts.map((h) => metric(h, 'fleetq_back_to_source_wait_seconds_count')));
+    expect(waits.reduce((a, b) => a + b), `waits per host: ${waits}`).toBeGreaterThanOrEqual(1);
+    const receivers = hosts.filter((_, i) => fromPeers[i]! > 0);
+    for (const h of receivers) {
+      const partial = h.w.logs.find((l) => l.msg === 'peer: serving the download in progress (partial holder)');
+      expect(partial, h.name).toBeDefined();
+      expect((partial!.chain as string[]).length, h.name).toBeGreaterThanOrEqual(1);
+    }
     // Every host ends up a complete holder of the digest (each stored it as received).
     await waitFor('four complete holder entries', async () => {
       const e = await holderEntries(prefix, img);
@@ -167,14 +178,51 @@ describe('a wave over four hosts', () => {
     const prefix = newPrefix();
     const img = qcow2DataImage(16 * MiB);
     const path = '/k2.qcow2';
-    // About 1.5 s per upstream download: every host asks while the first ones are still downloading.
-    const url = upstream.serve(path, img.body, { chunkSize: 256 * 1024, chunkDelayMs: 20 });
+    // A slow origin (1.5 s before it answers, then ~1.5 s of body): every host asks before any has a response.
+    const url = upstream.serve(path, img.body, { chunkSize: 256 * 1024, chunkDelayMs: 20, headersDelayMs: 1500 });
     const hosts = await Promise.all(['k1', 'k2', 'k3', 'k4'].map((n) => startHost(prefix, n, { FLEETQ_UPSTREAM_PER_DIGEST: '2' })));
     const results = await Promise.all((await Promise.all(hosts.map((h) => ensure(h, url, img.digest)))).map((j) => j.settled));
     expect(results.map((r) => r.state)).toEqual(hosts.map(() => 'completed'));
     expect(upstream.gets(path)).toBeGreaterThanOrEqual(1);
     expect(upstream.gets(path)).toBeLessThanOrEqual(2);
     for (const h of hosts) expect(blobDigest(h, img), h.name).toBe(img.digest);
+    const waits = await Promise.all(hosts.map((h) => metric(h, 'fleetq_back_to_source_wait_seconds_count')));
+    expect(waits.reduce((a, b) => a + b), `waits per host: ${waits}`).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('waiting for a holder', () => {
+  it('without any message (pub/sub lost it), a waiting host still finds the new holder within a lock TTL', async () => {
+    const prefix = newPrefix();
+    const img = qcow2DataImage(2 * MiB);
+    const path = '/silent.qcow2';
+    const url = upstream.serve(path, img.body);
+    // Someone else holds the digest's only back-to-source permit (the Semaphore of the lock client's keyPrefix).
+    const lockClient = new Redis(redis.url, { keyPrefix: `${prefix}:` });
+    const other = new Semaphore(lockClient, `b2s:${img.hex}`, 1, { lockTimeout: 60_000 });
+    await other.acquire();
+    try {
+      const b = await startHost(prefix, 'sw', { FLEETQ_LOCK_TTL: '2s' });
+      const jb = await ensure(b, url, img.digest);
+      await b.w.waitForLog((l) => l.msg === 'waiting for a peer: the back-to-source permits are taken');
+      // A holder appears with no PUBLISH at all.
+      const holder = await fakePeer(img.digest, img.body);
+      const now = Date.now();
+      await announce(admin, prefix, { instance: 'silent-1', host: 'silent', version: 't', pid: 1, concurrency: 1, restoreConcurrency: 1, queues: [], startedAt: now }, now);
+      await admin.hset(holderKeys(prefix).holders(Digest.parse(img.digest)), 'silent', JSON.stringify({ state: 'complete', peerUrl: holder.url, instance: 'silent-1', size: img.body.length, at: now }));
+      const r = await jb.settled;
+      expect(r.value).toMatchObject({ outcome: 'pulled', digest: img.digest });
+      const picked = await b.w.waitForLog((l) => l.msg === 'pulling from peer');
+      expect(picked).toMatchObject({ peer: 'silent' });
+      // Found by the periodic look (TTL 2 s), not by a message.
+      expect(Date.parse(String(picked.time)) - now).toBeLessThan(2_000 + 1_500);
+      expect(holder.requests).toHaveLength(1);
+      expect(upstream.gets(path)).toBe(0);
+      expect(await metric(b, 'fleetq_back_to_source_wait_seconds_count')).toBe(1);
+    } finally {
+      await other.release();
+      lockClient.disconnect();
+    }
   });
 });
 
@@ -286,6 +334,57 @@ describe('untrusted peers', () => {
     expect(rp.value).toMatchObject({ outcome: 'pulled', digest: img.digest });
     expect(holder.requests).toHaveLength(1);
     expect(upstream.gets(path)).toBe(1);
+  });
+});
+
+describe('holder announcements', () => {
+  const peerGet = (h: Host, digest: string) => fetch(`http://127.0.0.1:${h.peerPort}/blobs/${digest}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+
+  it('a present pinned blob is verified once per process (not per cache hit), then announced and served; one that does not hash to its name is neither; a blob gone is withdrawn when asked for', async () => {
+    const prefix = newPrefix();
+    const good = qcow2DataImage(3 * MiB);
+    const bad = qcow2DataImage(MiB);
+    const h = await startHost(prefix, 'ha');
+    plantBlob(h.root, good.hex, good.body);
+    // The right name, other bytes (a corrupted file).
+    plantBlob(h.root, bad.hex, Buffer.concat([bad.body.subarray(0, 4096), randomBytes(bad.body.length - 4096)]));
+    const goodUrl = upstream.serve('/present-good.qcow2', good.body);
+    const badUrl = upstream.serve('/present-bad.qcow2', bad.body);
+    const results = await Promise.all([
+      ...(await Promise.all([1, 2, 3].map(() => ensure(h, goodUrl, good.digest)))).map((j) => j.settled),
+      (await ensure(h, badUrl, bad.digest)).settled,
+    ]);
+    expect(results.map((r) => r.value?.outcome)).toEqual(['present', 'present', 'present', 'present']);
+    const more = await Promise.all((await Promise.all([1, 2].map(() => ensure(h, goodUrl, good.digest)))).map((j) => j.settled));
+    expect(more.map((r) => r.value?.outcome)).toEqual(['present', 'present']);
+    expect(upstream.gets('/present-good.qcow2') + upstream.gets('/present-bad.qcow2')).toBe(0);
+
+    await waitFor('ha as complete holder of the good blob', async () => (await holderEntries(prefix, good)).ha?.state === 'complete' || undefined);
+    await h.w.waitForLog((l) => l.msg === 'peer: present blob not servable (converted at commit, changed, or gone)' && l.digest === bad.digest);
+    // Five cache hits, one hash.
+    expect(h.w.logs.filter((l) => l.msg === 'peer: present blob verified, announced as holder' && l.digest === good.digest)).toHaveLength(1);
+    expect((await holderEntries(prefix, bad)).ha).toBeUndefined();
+    const served = await peerGet(h, good.digest);
+    expect(served.status).toBe(200);
+    expect(sha(Buffer.from(await served.arrayBuffer()))).toBe(good.digest);
+    expect((await peerGet(h, bad.digest)).status).toBe(404);
+
+    // cocoon gc removed the blob: the next request finds it gone and the entry is withdrawn.
+    unlinkSync(blobFile(h, good));
+    expect((await peerGet(h, good.digest)).status).toBe(404);
+    await waitFor('the holder entry withdrawn', async () => (await holderEntries(prefix, good)).ha === undefined || undefined);
+  });
+
+  it('a raw body, converted at commit, is never announced as complete nor served (its blob does not hash to the digest)', async () => {
+    const prefix = newPrefix();
+    const img = rawImage(2 * MiB);
+    const url = upstream.serve('/raw-converted.img', img.body);
+    const h = await startHost(prefix, 'hr');
+    const r = await (await ensure(h, url, img.digest)).settled;
+    expect(r.value).toMatchObject({ outcome: 'pulled', digest: img.digest });
+    expect(blobDigest(h, img)).not.toBe(img.digest); // converted
+    expect((await holderEntries(prefix, img)).hr).toBeUndefined();
+    expect((await peerGet(h, img.digest)).status).toBe(404);
   });
 });
 

@@ -64,6 +64,20 @@ describe('holder sets', () => {
     await removeHolder(redis, P, d, 'h1', { onlyPartialOf: 'i1' });
     expect(await redis.hexists(holderKeys(P).holders(d), 'h1')).toBe(0);
   });
+
+  it('removeHolder with unlessPartialOfOther keeps another instance\'s partial entry, drops complete ones and its own', async () => {
+    const d = Digest.parse(`sha256:${'ce'.repeat(32)}`, 'test');
+    const has = async () => (await redis.hexists(holderKeys(P).holders(d), 'h1')) === 1;
+    await addHolder(redis, P, d, 'h1', { state: 'partial', peerUrl: 'http://x:1', instance: 'other', at: 1 });
+    await removeHolder(redis, P, d, 'h1', { unlessPartialOfOther: 'me' });
+    expect(await has()).toBe(true);
+    await addHolder(redis, P, d, 'h1', { state: 'partial', peerUrl: 'http://x:1', instance: 'me', at: 1 });
+    await removeHolder(redis, P, d, 'h1', { unlessPartialOfOther: 'me' });
+    expect(await has()).toBe(false);
+    await addHolder(redis, P, d, 'h1', { state: 'complete', peerUrl: 'http://x:1', instance: 'other', at: 1 });
+    await removeHolder(redis, P, d, 'h1', { unlessPartialOfOther: 'me' });
+    expect(await has()).toBe(false);
+  });
 });
 
 describe('pickHolder', () => {
