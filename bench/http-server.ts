@@ -4,7 +4,14 @@
  * with a fixed 64 KiB read buffer, counts GETs per path, and reports its own
  * CPU time on GET /__stats.
  *
- *   node dist/bench/http-server.js DIR   → prints {"port":N} on stdout when listening
+ *   node dist/bench/http-server.js DIR [--rate BYTES_PER_SECOND]
+ *     → prints {"port":N,"pid":P} on stdout when listening
+ *
+ * --rate throttles the server as a whole, like a WAN link in front of an
+ * image server: one token bucket (src/peer/rate-limiter.ts, a GCRA byte
+ * budget with a 256 KiB burst) shared by every response, granted 64 KiB at a
+ * time in the order asked, so N concurrent downloads share the rate (each
+ * gets about rate / N) instead of each getting it.
  *
  * Both sides of every comparison (fleetq and curl) download from this one
  * process, so a slow server slows both and shows up as a high CPU share.
@@ -13,13 +20,43 @@ import { createReadStream, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { RateLimiter } from '../src/peer/rate-limiter.js';
 
-const dir = process.argv[2];
-if (!dir) {
-  process.stderr.write('usage: http-server.js DIR\n');
+const READ_BUFFER = 64 * 1024;
+const BURST = 256 * 1024;
+
+function parseArgs(argv: string[]): { dir: string; rate: number | undefined } {
+  let dir: string | undefined;
+  let rate: number | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--rate') {
+      rate = Number(argv[++i]);
+      if (!Number.isFinite(rate) || rate < 1024) usage(`--rate wants bytes per second (at least 1024), got ${argv[i]}`);
+    } else if (!dir && !a.startsWith('-')) dir = a;
+    else usage(`unknown argument ${a}`);
+  }
+  if (!dir) usage('no directory');
+  return { dir, rate };
+}
+
+function usage(msg: string): never {
+  process.stderr.write(`http-server.js: ${msg}\nusage: http-server.js DIR [--rate BYTES_PER_SECOND]\n`);
   process.exit(2);
 }
-const READ_BUFFER = 64 * 1024;
+
+const { dir, rate } = parseArgs(process.argv.slice(2));
+const link = rate === undefined ? undefined : new RateLimiter(rate, BURST);
+
+/** Passes chunks on once the shared link budget has room for them. */
+function throttled(limiter: RateLimiter, signal: AbortSignal): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      limiter.take(chunk.length, signal).then(() => done(null, chunk), done);
+    },
+  });
+}
 
 const gets = new Map<string, number>();
 let bytesSent = 0;
@@ -29,7 +66,7 @@ const started = Date.now();
 const server = createServer((req, res) => {
   const path = (req.url ?? '/').split('?')[0]!;
   if (path === '/__stats') {
-    const body = JSON.stringify({ cpu: process.cpuUsage(), gets: Object.fromEntries(gets), bytesSent, active, uptimeMs: Date.now() - started });
+    const body = JSON.stringify({ cpu: process.cpuUsage(), gets: Object.fromEntries(gets), bytesSent, active, uptimeMs: Date.now() - started, rate: rate ?? null });
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
     return;
   }
@@ -56,14 +93,22 @@ const server = createServer((req, res) => {
     return;
   }
   active++;
+  const gone = new AbortController();
   const stream = createReadStream(join(dir, name!), { highWaterMark: READ_BUFFER });
-  stream.on('data', (chunk) => (bytesSent += chunk.length));
   stream.on('error', () => res.destroy());
   res.on('close', () => {
     active--;
+    gone.abort();
     stream.destroy();
   });
-  stream.pipe(res);
+  let out: NodeJS.ReadableStream = stream;
+  if (link) {
+    const gate = throttled(link, gone.signal);
+    gate.on('error', () => res.destroy());
+    out = stream.pipe(gate);
+  }
+  out.on('data', (chunk: Buffer) => (bytesSent += chunk.length));
+  out.pipe(res);
 });
 
 server.keepAliveTimeout = 30_000;

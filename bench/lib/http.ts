@@ -11,6 +11,8 @@ export interface ServerStats {
   gets: Record<string, number>;
   bytesSent: number;
   active: number;
+  /** The server's --rate (bytes/s, all responses together), null when unthrottled. */
+  rate: number | null;
 }
 
 export interface BenchHttpServer {
@@ -22,8 +24,13 @@ export interface BenchHttpServer {
   stop(): Promise<void>;
 }
 
-export async function startHttpServer(dir: string): Promise<BenchHttpServer> {
-  const proc = spawnTracked(process.execPath, [join(DIST_BENCH, 'http-server.js'), dir], { stdio: ['pipe', 'pipe', 'pipe'] });
+/**
+ * `rate`: bytes per second for the whole server (every connection together),
+ * a WAN link in front of the image server; unthrottled when absent.
+ */
+export async function startHttpServer(dir: string, opts: { rate?: number } = {}): Promise<BenchHttpServer> {
+  const args = [join(DIST_BENCH, 'http-server.js'), dir, ...(opts.rate !== undefined ? ['--rate', String(Math.round(opts.rate))] : [])];
+  const proc = spawnTracked(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const exited = childExit(proc);

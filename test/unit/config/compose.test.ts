@@ -4,18 +4,22 @@
  * variable it sets is one the config schema knows and accepts, Redis has no
  * host port, one image is built once and reused, the healthchecks are valid
  * JavaScript that really tells a healthy endpoint from a sick or absent one,
- * the board is authenticated and published on loopback only, and the
- * "host" worker mounts the host's cocoon and root the way a real host runs it.
+ * the board is authenticated and published on loopback only, the two demo
+ * hosts are peers (each listens on the compose network and advertises its own
+ * service name; one fleet token, from a secret file that the header's command
+ * makes and the worker accepts), and the "host" worker mounts the host's
+ * cocoon and root the way a real host runs it.
  * The Dockerfile is parsed (test/helpers/dockerfile.ts), not grepped: its
  * command runs a file the image really holds (followed back through the
  * stages to the repository or to tsc's outputs), in exec form, with the
  * worker's Node flags.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { posix } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import ts from 'typescript';
@@ -25,6 +29,7 @@ import { loadConfig } from '../../../src/config/load.js';
 import { defaultHostId, KNOWN_ENV_VARS } from '../../../src/config/schema.js';
 import { redisTarget } from '../../../src/redis/target.js';
 import { freePort } from '../../../src/lib/free-port.js';
+import { loadPeerToken } from '../../../src/peer/peer-token.js';
 import { WORKER_NODE_FLAGS } from '../../../src/worker/node-flags.js';
 import { copiedFrom, parseDockerfile } from '../../helpers/dockerfile.js';
 
@@ -190,6 +195,66 @@ describe('docker-compose.yml: one image, built once', () => {
       expect(cfg.redisUrl).toBe('redis://redis:6379');
       expect(cfg.root).toBe('/var/lib/cocoon');
       expect(cfg.metricsPort).toBe(9464);
+    }
+  });
+});
+
+describe('docker-compose.yml: the two demo hosts are peers', () => {
+  const peers = demoWorkers.map(([name, s]) => ({ name, s, cfg: loadConfig(envOf(s)) }));
+
+  it('each listens on all interfaces of the compose network, on a port it does not publish', () => {
+    expect(peers).toHaveLength(2);
+    for (const { name, s, cfg } of peers) {
+      expect(cfg.peerListen, name).toEqual({ host: '0.0.0.0', port: expect.any(Number) });
+      expect(cfg.peerListen!.port, name).toBeGreaterThan(0);
+      expect(s.ports, `${name} publishes its peer port on the host`).toBeUndefined();
+    }
+  });
+
+  it('each advertises its own service name (what the other container resolves) at its listen port: distinct, reachable addresses', () => {
+    const advertised = peers.map(({ name, cfg }) => {
+      expect(cfg.peerAdvertise, `${name} advertises nothing: the default would be 0.0.0.0, unreachable from a peer`).toBeDefined();
+      expect(cfg.peerAdvertise!.host, name).toBe(name);
+      expect(compose.services).toHaveProperty(cfg.peerAdvertise!.host);
+      expect(cfg.peerAdvertise!.port, `${name}: no port mapping between containers`).toBe(cfg.peerListen!.port);
+      return `${cfg.peerAdvertise!.host}:${cfg.peerAdvertise!.port}`;
+    });
+    expect(new Set(advertised).size).toBe(2);
+    // Both on the default network: a service on another network (or the host's) could not reach the other.
+    for (const { name, s } of peers) expect(s.network_mode, name).toBeUndefined();
+  });
+
+  it('both read one fleet token from the same secret file (never inline), a file git ignores', () => {
+    const secrets = peers.map(({ name, s, cfg }) => {
+      expect(s.environment!.FLEETQ_PEER_TOKEN, `${name}: a token inline in the compose file`).toBeUndefined();
+      expect(cfg.peerToken, name).toBeUndefined();
+      const secret = /^\/run\/secrets\/([\w-]+)$/.exec(cfg.peerTokenFile ?? '')?.[1];
+      expect(secret, `${name}: FLEETQ_PEER_TOKEN_FILE ${cfg.peerTokenFile}`).toBeDefined();
+      expect(s.secrets, name).toContain(secret);
+      return secret!;
+    });
+    expect(new Set(secrets).size).toBe(1);
+    expect(compose.secrets?.[secrets[0]!]?.file).toMatch(/^\.\/var\//);
+    expect(readFileSync(new URL('.gitignore', root), 'utf8').split('\n')).toContain('var/');
+    // The board and the host profile's worker do not serve blobs: no token to hand them.
+    expect(board![1].secrets).not.toContain(secrets[0]);
+    expect(loadConfig(envOf(hostWorker![1])).peerListen).toBeUndefined();
+  });
+
+  it("the header's command makes a token file the worker accepts (mode 0600, long enough)", async () => {
+    const secret = /^\/run\/secrets\/([\w-]+)$/.exec(peers[0]!.cfg.peerTokenFile!)![1]!;
+    const file = compose.secrets![secret]!.file!; // ./var/…
+    const line = text.split('\n').find((l) => l.startsWith('#') && l.includes(file.slice(2)) && l.includes('openssl'));
+    expect(line, `no command in the header makes ${file}`).toBeDefined();
+    const cmd = line!.replace(/^#\s*/, '').replace(/\s+#.*$/, '');
+    const dir = mkdtempSync(join(tmpdir(), 'fleetq-compose-'));
+    try {
+      // As an operator would run it, after the header's `mkdir -p var`, with a permissive umask.
+      await run('sh', ['-c', `umask 022 && mkdir -p var && ${cmd}`], { cwd: dir, timeout: 20_000 });
+      const token = loadPeerToken(undefined, join(dir, file));
+      expect(token.length).toBeGreaterThanOrEqual(16);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
