@@ -8,6 +8,7 @@
  * On a Cluster, run one per node.
  */
 import { Redis } from 'ioredis';
+import { startMonitor } from './monitor.js';
 
 export interface LoggedCommand {
   args: string[];
@@ -36,7 +37,7 @@ export class CommandLog {
 
   static async start(url: string): Promise<CommandLog> {
     const log = new CommandLog(url);
-    log.monitor = await new Redis(url).monitor();
+    log.monitor = await startMonitor(url);
     log.monitor.on('monitor', (_time: string, args: string[], source: string) => log.commands.push({ args, source }));
     return log;
   }

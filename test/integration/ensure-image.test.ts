@@ -14,6 +14,7 @@ import { useTestRedis } from '../helpers/redis.js';
 import { assertConsistent, plantBlob, plantIndexEntry, readIndexFile, removeRoot, storeState, tempRoot } from '../helpers/store.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { runCli, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.js';
+import { startMonitor } from '../helpers/monitor.js';
 
 const HOST = 'h-e2e';
 const redis = useTestRedis();
@@ -80,7 +81,7 @@ describe('the seed cases, end to end', () => {
     const img = freshImage();
     const url = upstream.serve('/pinned/present', img.body);
     plantBlob(root, img.hex, img.body);
-    const monitor = await new Redis(redis.url).monitor();
+    const monitor = await startMonitor(redis.url);
     const lockCommands: string[] = [];
     monitor.on('monitor', (_t: string, args: string[]) => {
       if (args.some((a) => a.includes('pull-lock') || a.includes('pull-released'))) lockCommands.push(args.join(' '));

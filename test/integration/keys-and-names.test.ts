@@ -42,6 +42,7 @@ import { useTestRedis } from '../helpers/redis.js';
 import { removeRoot, tempRoot } from '../helpers/store.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { runCli, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.js';
+import { startMonitor } from '../helpers/monitor.js';
 
 const redis = useTestRedis();
 const PREFIX = 'fq-test';
@@ -67,7 +68,7 @@ const cli = (...args: string[]) => runCli(args, env());
 beforeAll(async () => {
   upstream = await startUpstream();
   admin = new Redis(redis.url, { maxRetriesPerRequest: null });
-  monitor = await new Redis(redis.url).monitor();
+  monitor = await startMonitor(redis.url);
   monitor.on('monitor', (_time: string, args: string[]) => commands.push(args));
   root = tempRoot();
   setHostCores(root, 16);

@@ -25,6 +25,7 @@ import { useTestRedis } from '../helpers/redis.js';
 import { removeRoot, tempRoot } from '../helpers/store.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { BIN } from '../helpers/worker-process.js';
+import { startMonitor } from '../helpers/monitor.js';
 
 const HOST = 'plm-1';
 const redis = useTestRedis();
@@ -217,7 +218,7 @@ describe('a pull', () => {
   });
 
   it('a cache hit writes nothing extra: no progress, no job log, no registry write, no log line at info', async () => {
-    const monitor = await new Redis(redis.url).monitor();
+    const monitor = await startMonitor(redis.url);
     const commands: Array<{ source: string; args: string[] }> = [];
     monitor.on('monitor', (_time: string, args: string[], source: string) => commands.push({ source, args }));
     const linesBefore = worker.lines.length;
