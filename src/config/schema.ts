@@ -232,6 +232,13 @@ export const ConfigSchema = z.object({
   /** Bytes/s served to peers, all responses together: serving never starves the host's own restores. */
   peerMaxRate: size.pipe(z.number().min(1024, 'must be at least 1K (bytes per second)')).default(100 * 1024 ** 2),
   /**
+   * Blob responses (GETs) the peer server streams at once; more are answered 503 (busy) with Retry-After, and the
+   * receiver tries another holder. With FLEETQ_PEER_MAX_RATE shared by at most this many, each stream keeps a
+   * WAN pull's pace (100 MiB/s ÷ 2 = 50 MiB/s each), so a restore wave fans out as a tree instead of all
+   * receivers sharing the first holder.
+   */
+  peerMaxStreams: positiveInt.max(1000, 'must be at most 1000').default(2),
+  /**
    * At most this many hosts download one pinned digest from upstream at once (a fleet-wide
    * back-to-source Semaphore); the others wait for a holder and fetch from it. Peers only.
    */
@@ -335,6 +342,7 @@ export const ENV_VARS = {
   peerToken: 'FLEETQ_PEER_TOKEN',
   peerTokenFile: 'FLEETQ_PEER_TOKEN_FILE',
   peerMaxRate: 'FLEETQ_PEER_MAX_RATE',
+  peerMaxStreams: 'FLEETQ_PEER_MAX_STREAMS',
   upstreamPerDigest: 'FLEETQ_UPSTREAM_PER_DIGEST',
   peerTlsCert: 'FLEETQ_PEER_TLS_CERT',
   peerTlsKey: 'FLEETQ_PEER_TLS_KEY',

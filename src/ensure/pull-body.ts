@@ -30,7 +30,8 @@ import type { Digest } from '../lib/digest.js';
 import { errorMessage } from '../lib/errors.js';
 import type { JobLog } from '../lib/lazy-log.js';
 import { formatBytes, formatDuration } from '../lib/units.js';
-import { type FleetPeers, peerErrorReason, type PullMetrics } from '../peer/fleet.js';
+import { BUSY_RETRY_AFTER_S } from '../peer/blob-server.js';
+import { type FleetPeers, isPeerBusy, peerErrorReason, type PullMetrics } from '../peer/fleet.js';
 import type { Holder } from '../peer/holders.js';
 import type { LocalBlobs, PartialServing } from '../peer/local-blobs.js';
 import { BlobWriter, type Committed } from '../store/blob-writer.js';
@@ -161,10 +162,16 @@ class Attempt {
     await s?.abort();
   }
 
-  /** Peers first; upstream with a back-to-source permit (or when this host does not serve); else wait for a holder. */
+  /**
+   * Peers first; upstream with a back-to-source permit (or when this host does not serve and nobody holds it); else
+   * wait for a holder. A holder that answers 503 (busy: its stream slots are taken) is skipped until its mark expires
+   * or the digest's holders change, and never makes this host go upstream: with only busy holders left it waits.
+   */
   async fromFleet(fleet: FleetPeers, digest: Digest): Promise<void> {
     let permit: Awaited<ReturnType<FleetPeers['tryPermit']>>;
     let waitingSince: number | undefined;
+    /** Holders that said busy, and until when they are skipped (a holders-changed message clears them all). */
+    const busy = new Map<string, number>();
     try {
       for (;;) {
         this.r.signal.throwIfAborted();
@@ -173,25 +180,37 @@ class Attempt {
         let holder: Holder | undefined;
         try {
           await waiter.ready;
-          holder = await fleet.pick(digest, this.excluded);
-          if (!holder && !permit && fleet.serves) {
+          const now = Date.now();
+          for (const [h, until] of busy) if (until <= now) busy.delete(h);
+          const skip = new Set(busy.keys());
+          let look = await fleet.look(digest, this.excluded, skip);
+          holder = look.holder;
+          if (!holder && look.busy === 0 && !permit && fleet.serves) {
             permit = await fleet.tryPermit(digest);
             if (permit) {
               // A holder may have appeared while the permit was asked for (one that just released it): no GET then.
-              holder = await fleet.pick(digest, this.excluded);
-              if (holder) {
+              look = await fleet.look(digest, this.excluded, skip);
+              holder = look.holder;
+              if (holder || look.busy > 0) {
                 await permit.release();
                 permit = undefined;
               }
             }
           }
-          if (!holder && !permit && fleet.serves) {
+          const allBusy = !holder && look.busy > 0;
+          if (!holder && (allBusy || (!permit && fleet.serves))) {
             if (waitingSince === undefined) {
               waitingSince = Date.now();
-              this.r.log.info({ digest: digest.value, upstreamPerDigest: fleet.perDigest }, 'waiting for a peer: the back-to-source permits are taken');
-              this.r.say(`waiting for a peer: ${fleet.perDigest} host${fleet.perDigest > 1 ? 's' : ''} of the fleet download${fleet.perDigest > 1 ? '' : 's'} ${digest} from upstream at once`);
+              if (allBusy) {
+                this.r.log.info({ digest: digest.value, busy: look.busy }, 'waiting for a peer: every holder is busy');
+                this.r.say(`waiting for a peer: ${look.busy === 1 ? 'the holder' : `all ${look.busy} holders`} of ${digest} ${look.busy === 1 ? 'is' : 'are'} streaming to as many peers as ${look.busy === 1 ? 'it' : 'they'} may`);
+              } else {
+                this.r.log.info({ digest: digest.value, upstreamPerDigest: fleet.perDigest }, 'waiting for a peer: the back-to-source permits are taken');
+                this.r.say(`waiting for a peer: ${fleet.perDigest} host${fleet.perDigest > 1 ? 's' : ''} of the fleet download${fleet.perDigest > 1 ? '' : 's'} ${digest} from upstream at once`);
+              }
             }
-            await fleet.waitForChange(waiter, this.remainingMs(), this.r.signal);
+            const untilMark = allBusy ? Math.min(...busy.values()) - Date.now() : Infinity;
+            if ((await fleet.waitForChange(waiter, Math.min(this.remainingMs(), untilMark), this.r.signal)) === 'changed') busy.clear();
             continue;
           }
         } finally {
@@ -204,8 +223,11 @@ class Attempt {
           waitingSince = undefined;
         }
         if (holder) {
-          if (await this.fromPeer(fleet, digest, holder)) return;
-          continue; // skipped: another peer, or upstream
+          const got = await this.fromPeer(fleet, digest, holder);
+          if (got === 'done') return;
+          // Busy: skipped for about the server's Retry-After (jittered, so the waiters do not come back together).
+          if (got === 'busy') busy.set(holder.host, Date.now() + BUSY_RETRY_AFTER_S * 1000 * (0.5 + Math.random() / 2));
+          continue; // skipped or busy: another peer, or upstream
         }
         await this.fromUpstream(permit?.signal);
         return;
@@ -218,8 +240,8 @@ class Attempt {
     }
   }
 
-  /** True when the body is complete; false when the peer failed (reported, excluded). */
-  private async fromPeer(fleet: FleetPeers, digest: Digest, h: Holder): Promise<boolean> {
+  /** 'done' when the body is complete; 'failed' when the peer failed (reported, excluded); 'busy' when it answered 503. */
+  private async fromPeer(fleet: FleetPeers, digest: Digest, h: Holder): Promise<'done' | 'failed' | 'busy'> {
     const offset = this.writer.received;
     let res: ImageResponse;
     try {
@@ -238,6 +260,10 @@ class Attempt {
         userAgent: this.d.userAgent,
       });
     } catch (err) {
+      if (isPeerBusy(err) && !this.r.signal.aborted) {
+        fleet.reportBusy(h.host, digest);
+        return 'busy';
+      }
       return this.peerFailed(fleet, digest, h, err, 'request');
     }
     const total = res.totalLength;
@@ -253,7 +279,7 @@ class Attempt {
       res.destroy();
       fleet.report(h.host, digest, 'wrong-bytes', wrongSize ?? 'no length');
       this.excluded.add(h.host);
-      return false;
+      return 'failed';
     }
     try {
       this.writer.expectLength(total);
@@ -261,7 +287,7 @@ class Attempt {
       res.destroy();
       fleet.report(h.host, digest, 'wrong-bytes', errorMessage(err));
       this.excluded.add(h.host);
-      return false;
+      return 'failed';
     }
     this.total = total;
     this.contributors.add(h.host);
@@ -270,19 +296,19 @@ class Attempt {
     await this.offerPartial(digest, total, [h.host, ...(h.chain ?? [])]);
     try {
       await this.receive(res, 'peer');
-      return true;
+      return 'done';
     } catch (err) {
       return this.peerFailed(fleet, digest, h, err, 'body');
     }
   }
 
-  private peerFailed(fleet: FleetPeers, digest: Digest, h: Holder, err: unknown, phase: 'request' | 'body'): false {
+  private peerFailed(fleet: FleetPeers, digest: Digest, h: Holder, err: unknown, phase: 'request' | 'body'): 'failed' {
     const reason = this.r.signal.aborted ? undefined : peerErrorReason(err, phase);
     if (!reason) throw err;
     fleet.report(h.host, digest, reason, errorMessage(err));
     this.r.say(`peer ${h.host} failed (${reason}: ${errorMessage(err)}) after ${formatBytes(this.writer.received)}: skipped for this pull`);
     this.excluded.add(h.host);
-    return false;
+    return 'failed';
   }
 
   /** One GET upstream, from where the writer stands (a resumed one asks for the rest with Range). */

@@ -32,6 +32,7 @@ export class WorkerMetrics {
   /** A peer skipped for a digest, by peer host and reason (wrong-bytes, died, refused, not-found, timeout). */
   readonly peerErrors = new Counter({ name: 'fleetq_peer_errors_total', help: 'peers skipped by a pull, by peer and reason (wrong-bytes, died, refused, not-found, timeout)', labelNames: ['host', 'peer', 'reason'], registers: [this.registry] });
   /** Pulls that waited for a holder because the back-to-source permits of their digest were taken. */
+  readonly peerBusy = new Counter({ name: 'fleetq_peer_busy_total', help: 'peers that answered 503 busy (all FLEETQ_PEER_MAX_STREAMS slots taken) to a pull, by peer; not failures: the pull tried another holder', labelNames: ['host', 'peer'], registers: [this.registry] });
   readonly backToSourceWait = new Histogram({ name: 'fleetq_back_to_source_wait_seconds', help: 'time a pull waited for a peer or a back-to-source permit (FLEETQ_UPSTREAM_PER_DIGEST)', labelNames: ['host'], buckets: WAIT_BUCKETS, registers: [this.registry] });
   readonly lockWait = new Histogram({ name: 'fleetq_lock_wait_seconds', help: 'time a pull waited for the per-digest lock or its leader', labelNames: ['host'], buckets: WAIT_BUCKETS, registers: [this.registry] });
   readonly pullDuration = new Histogram({ name: 'fleetq_pull_duration_seconds', help: 'ensure-image job duration by outcome', labelNames: ['host', 'outcome'], buckets: DURATION_BUCKETS, registers: [this.registry] });
@@ -79,6 +80,7 @@ export class WorkerMetrics {
     return {
       bytes: (source, digest, n) => this.pullBytes.inc({ host, source, digest }, n),
       peerError: (peer, reason) => this.peerErrors.inc({ host, peer, reason }),
+      peerBusy: (peer) => this.peerBusy.inc({ host, peer }),
       backToSourceWait: (seconds) => wait.observe(seconds),
     };
   }

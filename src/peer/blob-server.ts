@@ -10,7 +10,17 @@
  *     `Range` requests (206/416); a download in progress is sent as it is
  *     written, and cut short if it is aborted;
  *   - every body goes through one RateLimiter shared by all responses;
- *   - the number of open responses (the serving load) is reported on change.
+ *   - at most `maxStreams` GET responses stream at once (FLEETQ_PEER_MAX_STREAMS):
+ *     beyond that a GET is answered 503 with Retry-After and a plain-text
+ *     reason, before any file is opened, so the receiver tries another holder
+ *     (a restore wave fans out as a tree: each holder feeds only as many
+ *     receivers as its rate keeps at a WAN pull's pace). A slot is taken
+ *     synchronously when the request is accepted and given back when its
+ *     response is over (sent, failed or aborted by the receiver); HEAD takes
+ *     none (no body);
+ *   - the number of streaming responses (the serving load) is reported on
+ *     change, and a digest for which a request was turned away is reported
+ *     (`onFreed`) when a slot frees, so the hosts waiting for it can look again.
  *
  * HTTP, or HTTPS when a certificate and key are given. Requests are never
  * logged with their headers (the token).
@@ -31,6 +41,8 @@ import { RateLimiter } from './rate-limiter.js';
 export const BLOB_PATH_PREFIX = '/blobs/';
 /** Bytes a response may send ahead of the rate (one read chunk). */
 export const RATE_BURST = 64 * 1024;
+/** The Retry-After of a busy answer (s); receivers look for another holder at once and come back no sooner. */
+export const BUSY_RETRY_AFTER_S = 1;
 
 export interface BlobServerOptions {
   host: string;
@@ -38,11 +50,15 @@ export interface BlobServerOptions {
   token: string;
   /** Bytes/s across all responses. */
   maxRate: number;
+  /** GET responses streaming at once; more are answered 503 (busy). */
+  maxStreams: number;
   tls?: { cert: Buffer; key: Buffer } | undefined;
   source: BlobSource;
   log: Logger;
-  /** Called with the number of open blob responses whenever it changes. */
+  /** Called with the number of streaming blob responses whenever it changes. */
   onLoad?: ((open: number) => void) | undefined;
+  /** A slot freed after a request for `digest` was turned away (busy): once per digest and freeing. */
+  onFreed?: ((digest: Digest) => void) | undefined;
 }
 
 export interface BlobServer {
@@ -52,6 +68,11 @@ export interface BlobServer {
   readonly tls: boolean;
   /** Bytes sent in bodies so far (for tests and metrics). */
   bytesServed(): number;
+  /** GET responses streaming now, and the most there ever were at once. */
+  streams(): number;
+  peakStreams(): number;
+  /** GETs answered 503 (busy) so far. */
+  busyAnswers(): number;
   close(): Promise<void>;
 }
 
@@ -72,6 +93,30 @@ export async function startBlobServer(o: BlobServerOptions): Promise<BlobServer>
   const limiter = new RateLimiter(o.maxRate, RATE_BURST);
   let served = 0;
   let open = 0;
+  let peak = 0;
+  let busy = 0;
+  /** Digests for which a request was turned away since a slot last freed. */
+  const refused = new Map<string, Digest>();
+
+  /** A stream slot, taken now (synchronously: the count is exact), or undefined when all are taken. */
+  const takeSlot = (): { release(): void } | undefined => {
+    if (open >= o.maxStreams) return undefined;
+    open++;
+    peak = Math.max(peak, open);
+    o.onLoad?.(open);
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        open--;
+        o.onLoad?.(open);
+        const waiting = [...refused.values()];
+        refused.clear();
+        for (const d of waiting) o.onFreed?.(d);
+      },
+    };
+  };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     if (!authorized(req.headers.authorization)) {
@@ -88,13 +133,28 @@ export async function startBlobServer(o: BlobServerOptions): Promise<BlobServer>
       res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Length': 0 }).end();
       return;
     }
+    const slot = req.method === 'GET' ? takeSlot() : undefined;
+    if (req.method === 'GET' && !slot) {
+      busy++;
+      refused.set(digest.hex, digest);
+      o.log.debug({ digest: digest.value, streams: open, maxStreams: o.maxStreams }, 'peer: busy, blob request turned away');
+      const body = `busy: this peer streams at most ${o.maxStreams} blob response${o.maxStreams === 1 ? '' : 's'} at once (FLEETQ_PEER_MAX_STREAMS); fetch from another holder or retry later\n`;
+      res.writeHead(503, { 'Retry-After': String(BUSY_RETRY_AFTER_S), 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' }).end(body);
+      return;
+    }
+    try {
+      await serveBlob(req, res, digest);
+    } finally {
+      slot?.release();
+    }
+  };
+
+  const serveBlob = async (req: IncomingMessage, res: ServerResponse, digest: Digest) => {
     const blob = await o.source.open(digest);
     if (!blob) {
       res.writeHead(404, { 'Content-Length': 0 }).end();
       return;
     }
-    open++;
-    o.onLoad?.(open);
     try {
       const range = decideRange(req.headers.range, blob.size);
       if (range.kind === 'unsatisfiable') {
@@ -110,7 +170,7 @@ export async function startBlobServer(o: BlobServerOptions): Promise<BlobServer>
       };
       if (range.kind === 'partial') headers['Content-Range'] = `bytes ${start}-${end}/${blob.size}`;
       res.writeHead(range.kind === 'partial' ? 206 : 200, headers);
-      o.log.debug({ digest: digest.value, from: blob.kind, start, end, size: blob.size, method: req.method }, 'peer: serving blob');
+      o.log.debug({ digest: digest.value, from: blob.kind, start, end, size: blob.size, method: req.method, streams: open }, 'peer: serving blob');
       if (req.method === 'HEAD') {
         res.end();
         return;
@@ -128,8 +188,6 @@ export async function startBlobServer(o: BlobServerOptions): Promise<BlobServer>
         res.destroy();
       });
     } finally {
-      open--;
-      o.onLoad?.(open);
       await blob.close().catch(() => {});
     }
   };
@@ -157,6 +215,9 @@ export async function startBlobServer(o: BlobServerOptions): Promise<BlobServer>
     port: addr.port,
     tls: o.tls !== undefined,
     bytesServed: () => served,
+    streams: () => open,
+    peakStreams: () => peak,
+    busyAnswers: () => busy,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -5,7 +5,9 @@
  *   - holders: the live holder entries (holders.ts) this host may use — not
  *     itself, not a peer that failed for this pull, not a partial holder
  *     whose bytes come through this host — picked at random weighted by
- *     serving load, complete ones first (`pickHolder`);
+ *     serving load, those with a free stream slot first, then complete ones
+ *     (`pickHolder`); one that answered 503 (busy) is skipped for a moment,
+ *     never excluded, and counted apart from failures;
  *   - back to source: a redis-semaphore `Semaphore` with
  *     FLEETQ_UPSTREAM_PER_DIGEST permits on `<prefix>:semaphore:b2s:<hex>`
  *     (through the pull lock's client, whose keyPrefix is `<prefix>:`),
@@ -41,6 +43,8 @@ export type PeerErrorReason = (typeof PEER_ERROR_REASONS)[number];
 export interface PullMetrics {
   bytes(source: 'upstream' | 'peer', digest: string, n: number): void;
   peerError(peer: string, reason: PeerErrorReason): void;
+  /** A peer answered 503 (busy: all its stream slots taken); not a failure, the pull tries another holder. */
+  peerBusy(peer: string): void;
   /** A pull waited for a holder or a back-to-source permit this long. */
   backToSourceWait(seconds: number): void;
 }
@@ -105,14 +109,31 @@ export class FleetPeers {
 
   /** A live holder this host may fetch from, or undefined. A Redis error counts as none (the pull goes on upstream). */
   async pick(digest: Digest, excluded: ReadonlySet<string>): Promise<Holder | undefined> {
+    return (await this.look(digest, excluded)).holder;
+  }
+
+  /**
+   * A live holder this host may fetch from, skipping `excluded` (failed for
+   * this pull) and `busy` (said 503 a moment ago); `busy` in the answer: how
+   * many usable holders were skipped only for being busy (then the pull waits
+   * for one rather than going upstream). A Redis error counts as no holder.
+   */
+  async look(digest: Digest, excluded: ReadonlySet<string>, busy: ReadonlySet<string> = new Set()): Promise<{ holder: Holder | undefined; busy: number }> {
     try {
       const holders = await listHolders(this.o.redis, this.o.prefix, digest, { downAfterMs: this.o.downAfterMs });
       // An entry whose address is not a plain http(s) origin is never sent the token.
-      return pickHolder(usableBy(holders, this.o.host).filter((h) => peerBlobUrl(h.peerUrl, digest) !== undefined), excluded);
+      const usable = usableBy(holders, this.o.host).filter((h) => !excluded.has(h.host) && peerBlobUrl(h.peerUrl, digest) !== undefined);
+      return { holder: pickHolder(usable, busy), busy: usable.filter((h) => busy.has(h.host)).length };
     } catch (err) {
       this.o.log.warn({ digest: digest.value, err: errorMessage(err) }, 'peer: holders could not be listed');
-      return undefined;
+      return { holder: undefined, busy: 0 };
     }
+  }
+
+  /** A peer said busy: counted (not a failure), logged at debug. */
+  reportBusy(peer: string, digest: Digest): void {
+    this.o.metrics?.peerBusy(peer);
+    this.o.log.debug({ peer, digest: digest.value }, `peer ${peer} busy for ${digest.value}: trying another holder`);
   }
 
   /** Subscribe to the digest's holders-changed channel (await `ready` before looking). */
@@ -144,16 +165,16 @@ export class FleetPeers {
     };
   }
 
-  /** Sleep until the channel says something, or the lock TTL passes, or `maxMs`. */
-  waitForChange(waiter: ReleaseWaiter, maxMs: number, signal: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+  /** Sleep until the channel says something ('changed'), or the lock TTL or `maxMs` passes ('timeout'). */
+  waitForChange(waiter: ReleaseWaiter, maxMs: number, signal: AbortSignal): Promise<'changed' | 'timeout'> {
+    return new Promise((resolve, reject) => {
       const onAbort = () => {
         cleanup();
         reject(signal.reason);
       };
       const timer = setTimeout(() => {
         cleanup();
-        resolve();
+        resolve('timeout');
       }, Math.max(0, Math.min(this.o.lockTtlMs, maxMs)));
       const cleanup = () => {
         clearTimeout(timer);
@@ -163,7 +184,7 @@ export class FleetPeers {
       signal.addEventListener('abort', onAbort, { once: true });
       waiter.released.then(() => {
         cleanup();
-        resolve();
+        resolve('changed');
       });
     });
   }
@@ -197,10 +218,16 @@ export function peerBlobUrl(peerUrl: string, digest: Digest): string | undefined
  * are decided by the pull). `phase`: before the body (connect, status) or in it.
  */
 export function peerErrorReason(err: unknown, phase: 'request' | 'body'): PeerErrorReason | undefined {
+  if (isPeerBusy(err)) return undefined;
   if (err instanceof HttpStatusError) return err.statusCode === 404 || err.statusCode === 410 ? 'not-found' : 'refused';
   if (err instanceof RangeResponseError || err instanceof DestinationRefusedError) return 'refused';
   if (err instanceof DownloadTimeoutError || err instanceof DownloadStalledError) return 'timeout';
   if (err instanceof TruncatedBodyError) return 'died';
   if (err instanceof NetworkError) return phase === 'body' ? 'died' : 'refused';
   return undefined;
+}
+
+/** The peer answered 503: all its stream slots are taken (blob-server.ts). Not a failure of the peer. */
+export function isPeerBusy(err: unknown): boolean {
+  return err instanceof HttpStatusError && err.statusCode === 503;
 }

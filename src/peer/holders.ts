@@ -14,8 +14,9 @@
  * `holders-changed` channel so that hosts waiting for a holder wake up (they
  * re-check at least once per lock TTL: pub/sub can drop messages).
  *
- * The serving load (open peer responses per host) lives in one HASH, set by
- * each worker's blob server, and weights the choice among holders.
+ * The serving load (streaming peer responses per host) lives in one HASH, set
+ * by each worker's blob server; with each entry's `maxStreams` it steers the
+ * choice among holders toward those with a free stream slot.
  */
 import type { RedisClient as Redis } from '../redis/connect.js';
 import { z } from 'zod';
@@ -52,6 +53,8 @@ export const HolderEntry = z.object({
    * its own bytes).
    */
   chain: z.array(z.string()).max(64).optional(),
+  /** The host's FLEETQ_PEER_MAX_STREAMS: with its load at this, it answers 503 (busy) to more GETs. */
+  maxStreams: z.number().int().positive().optional(),
 });
 export type HolderEntry = z.infer<typeof HolderEntry>;
 
@@ -152,14 +155,20 @@ export async function setServingLoad(redis: Redis, prefix: string, host: string,
 
 /**
  * Pick one holder at random, weighted by 1 / (1 + load): an idle peer is
- * chosen more often than a busy one, and no peer is never chosen. Complete
- * holders are preferred over partial ones (they cannot stall on their
- * upstream). `exclude`: hosts not to use (this host, peers that failed).
+ * chosen more often than a busy one, and no peer is never chosen. Holders
+ * with a free stream slot as last reported (load below their maxStreams, or
+ * no limit known) are preferred over full ones (which would answer 503);
+ * among those, complete holders over partial ones (they cannot stall on
+ * their upstream). The load in Redis may be a moment old, so a full holder
+ * is still picked when no other is left: its answer decides.
+ * `exclude`: hosts not to use (this host, peers that failed or said busy).
  */
 export function pickHolder(holders: readonly Holder[], exclude: ReadonlySet<string> = new Set(), random: () => number = Math.random): Holder | undefined {
   const usable = holders.filter((h) => !exclude.has(h.host));
-  const complete = usable.filter((h) => h.state === 'complete');
-  const pool = complete.length > 0 ? complete : usable;
+  const free = usable.filter(hasFreeSlot);
+  const open = free.length > 0 ? free : usable;
+  const complete = open.filter((h) => h.state === 'complete');
+  const pool = complete.length > 0 ? complete : open;
   if (pool.length === 0) return undefined;
   const weights = pool.map((h) => 1 / (1 + h.load));
   const total = weights.reduce((a, b) => a + b, 0);
@@ -169,6 +178,11 @@ export function pickHolder(holders: readonly Holder[], exclude: ReadonlySet<stri
     if (r < 0) return pool[i];
   }
   return pool[pool.length - 1];
+}
+
+/** The holder's reported load leaves a stream slot (or its limit is unknown). Pure. */
+export function hasFreeSlot(h: Holder): boolean {
+  return h.maxStreams === undefined || h.load < h.maxStreams;
 }
 
 /** The holders `self` may fetch from: not itself, and no partial holder whose bytes come through it. Pure. */

@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
+import type { Digest } from '../lib/digest.js';
 import { ConfigError, errorMessage } from '../lib/errors.js';
 import type { StorePaths } from '../store/paths.js';
 import { type BlobSource, committedBlobs } from './blob-source.js';
@@ -16,7 +17,7 @@ import { type BlobServer, startBlobServer } from './blob-server.js';
 import { loadPeerToken } from './peer-token.js';
 
 type HostPort = { host: string; port: number };
-export type PeerConfig = Pick<Config, 'peerAdvertise' | 'peerToken' | 'peerTokenFile' | 'peerMaxRate' | 'peerTlsCert' | 'peerTlsKey'> & { peerListen: HostPort };
+export type PeerConfig = Pick<Config, 'peerAdvertise' | 'peerToken' | 'peerTokenFile' | 'peerMaxRate' | 'peerMaxStreams' | 'peerTlsCert' | 'peerTlsKey'> & { peerListen: HostPort };
 
 export interface PeerServer {
   server: BlobServer;
@@ -43,8 +44,10 @@ function readTlsFile(path: string, setting: 'peerTlsCert' | 'peerTlsKey'): Buffe
 export interface PeerServerExtras {
   /** What is served (default: committed blobs that hash to their name). The worker passes LocalBlobs.source(). */
   source?: BlobSource | undefined;
-  /** The open-response count, on change (the serving load). */
+  /** The streaming-response count, on change (the serving load). */
   onLoad?: ((open: number) => void) | undefined;
+  /** A slot freed after a request for the digest was turned away (busy). */
+  onFreed?: ((digest: Digest) => void) | undefined;
   /** The fleet token, when already loaded (else read from the configuration). */
   token?: string | undefined;
 }
@@ -54,7 +57,7 @@ export async function startPeerServer(cfg: PeerConfig, paths: StorePaths, log: L
   const tls = cfg.peerTlsCert && cfg.peerTlsKey ? { cert: readTlsFile(cfg.peerTlsCert, 'peerTlsCert'), key: readTlsFile(cfg.peerTlsKey, 'peerTlsKey') } : undefined;
   let server: BlobServer;
   try {
-    server = await startBlobServer({ ...cfg.peerListen, token, maxRate: cfg.peerMaxRate, tls, source: extras.source ?? committedBlobs(paths), log, onLoad: extras.onLoad });
+    server = await startBlobServer({ ...cfg.peerListen, token, maxRate: cfg.peerMaxRate, maxStreams: cfg.peerMaxStreams, tls, source: extras.source ?? committedBlobs(paths), log, onLoad: extras.onLoad, onFreed: extras.onFreed });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL' || code === 'EACCES' || code === 'ENOTFOUND') {
@@ -64,6 +67,6 @@ export async function startPeerServer(cfg: PeerConfig, paths: StorePaths, log: L
     throw err;
   }
   const url = advertisedUrl(cfg.peerAdvertise, cfg.peerListen, server.port, server.tls);
-  log.info({ listen: `${hostPart(server.host)}:${server.port}`, advertised: url, tls: server.tls, maxRate: cfg.peerMaxRate }, 'peer blob server listening');
+  log.info({ listen: `${hostPart(server.host)}:${server.port}`, advertised: url, tls: server.tls, maxRate: cfg.peerMaxRate, maxStreams: cfg.peerMaxStreams }, 'peer blob server listening');
   return { server, advertisedUrl: url, close: () => server.close() };
 }

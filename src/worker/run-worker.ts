@@ -10,9 +10,10 @@ import type { Config } from '../config/schema.js';
 import { parseDestinationPolicy } from '../fetch/destination-policy.js';
 import { createHttpClient } from '../fetch/http-client.js';
 import { loadImageAuthFile } from '../fetch/image-auth.js';
+import type { Digest } from '../lib/digest.js';
 import { startWorkerEndpoint } from '../metrics/metrics-server.js';
 import { WorkerMetrics } from '../metrics/worker-metrics.js';
-import { redisAnnouncer, servingLoadReporter } from '../peer/announcer.js';
+import { redisAnnouncer, servingLoadReporter, slotFreedPublisher } from '../peer/announcer.js';
 import { LocalBlobs } from '../peer/local-blobs.js';
 import { createPeerClient } from '../peer/peer-client.js';
 import { fleetToken } from '../peer/peer-token.js';
@@ -70,7 +71,11 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
   const { peerListen } = cfg;
   const local = peerListen ? new LocalBlobs(paths, log) : undefined;
   let reportLoad: ((open: number) => void) | undefined;
-  const peer = peerListen && local ? await startPeerServer({ ...cfg, peerListen }, paths, log, { source: local.source(), token, onLoad: (n) => reportLoad?.(n) }) : undefined;
+  let reportFreed: ((digest: Digest) => void) | undefined;
+  const peer =
+    peerListen && local
+      ? await startPeerServer({ ...cfg, peerListen }, paths, log, { source: local.source(), token, onLoad: (n) => reportLoad?.(n), onFreed: (d) => reportFreed?.(d) })
+      : undefined;
 
   const connections = await openConnections(cfg, log).catch(async (err: unknown) => {
     await peer?.close();
@@ -79,8 +84,9 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
   const metrics = new WorkerMetrics(cfg.host);
   const health = new StoreHealth();
   if (local && peer) {
-    local.attach(redisAnnouncer({ redis: connections.lock, prefix: cfg.prefix, host: cfg.host, instance, peerUrl: peer.advertisedUrl }));
+    local.attach(redisAnnouncer({ redis: connections.lock, prefix: cfg.prefix, host: cfg.host, instance, peerUrl: peer.advertisedUrl, maxStreams: cfg.peerMaxStreams }));
     reportLoad = servingLoadReporter(connections.lock, cfg.prefix, cfg.host, log);
+    reportFreed = slotFreedPublisher(connections.lock, cfg.prefix, cfg.host, log);
     reportLoad(0);
   }
   // Peer fetching: on with a fleet token (a host without FLEETQ_PEER_LISTEN still fetches from peers).

@@ -68,7 +68,7 @@ describe('peer blob server', () => {
     const inner = committedBlobs(paths);
     // Every lookup the server makes in the store (to show invalid paths never reach it).
     const source: BlobSource = { open: (d) => (opened.push(d.value), inner.open(d)) };
-    server = await startBlobServer({ host: '127.0.0.1', port: 0, token: TOKEN, maxRate: 1024 ** 3, source, log });
+    server = await startBlobServer({ host: '127.0.0.1', port: 0, token: TOKEN, maxRate: 1024 ** 3, maxStreams: 8, source, log });
   });
   afterAll(async () => {
     await server?.close();
@@ -196,7 +196,7 @@ describe('peer blob server rate limit', () => {
     const b = rawImage(768 * 1024);
     plantBlob(root, a.hex, a.body);
     plantBlob(root, b.hex, b.body);
-    const server = await startBlobServer({ host: '127.0.0.1', port: 0, token: TOKEN, maxRate: rate, source: committedBlobs(storePaths(root)), log });
+    const server = await startBlobServer({ host: '127.0.0.1', port: 0, token: TOKEN, maxRate: rate, maxStreams: 3, source: committedBlobs(storePaths(root)), log });
     try {
       const t0 = performance.now();
       const [ra, rb, rc] = await Promise.all([get(server.port, `/blobs/${a.digest}`), get(server.port, `/blobs/${b.digest}`), get(server.port, `/blobs/${a.digest}`, { range: 'bytes=-262144' })]);
@@ -223,7 +223,7 @@ describe('peer blob server over TLS', () => {
     const img = rawImage(70_000);
     plantBlob(root, img.hex, img.body);
     const peer = await startPeerServer(
-      { peerListen: { host: '127.0.0.1', port: 0 }, peerAdvertise: undefined, peerToken: TOKEN, peerTokenFile: undefined, peerMaxRate: 1024 ** 3, peerTlsCert: cert, peerTlsKey: key },
+      { peerListen: { host: '127.0.0.1', port: 0 }, peerAdvertise: undefined, peerToken: TOKEN, peerTokenFile: undefined, peerMaxRate: 1024 ** 3, peerMaxStreams: 2, peerTlsCert: cert, peerTlsKey: key },
       storePaths(root),
       log,
     );
