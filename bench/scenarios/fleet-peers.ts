@@ -29,6 +29,7 @@
  * BENCH_FLEET_PEERS_HOSTS, BENCH_FLEET_PEERS_MIB, BENCH_FLEET_PEERS_MBPS
  * override either. Experiments: BENCH_FLEET_PEERS_PEER_RATE sets the
  * peers-on workers' FLEETQ_PEER_MAX_RATE (default: fleetq's own default),
+ * BENCH_FLEET_PEERS_MAX_STREAMS their FLEETQ_PEER_MAX_STREAMS,
  * BENCH_FLEET_PEERS_UPSTREAM_PER_DIGEST their FLEETQ_UPSTREAM_PER_DIGEST.
  */
 import { execFile } from 'node:child_process';
@@ -77,6 +78,7 @@ export function fleetPeersShape(quick: boolean): FleetPeersShape {
     mbps: envInt('BENCH_FLEET_PEERS_MBPS', 1) ?? 50,
     peerSettings: {
       ...(process.env.BENCH_FLEET_PEERS_PEER_RATE ? { FLEETQ_PEER_MAX_RATE: process.env.BENCH_FLEET_PEERS_PEER_RATE } : {}),
+      ...(process.env.BENCH_FLEET_PEERS_MAX_STREAMS ? { FLEETQ_PEER_MAX_STREAMS: process.env.BENCH_FLEET_PEERS_MAX_STREAMS } : {}),
       ...(process.env.BENCH_FLEET_PEERS_UPSTREAM_PER_DIGEST ? { FLEETQ_UPSTREAM_PER_DIGEST: process.env.BENCH_FLEET_PEERS_UPSTREAM_PER_DIGEST } : {}),
     },
   };

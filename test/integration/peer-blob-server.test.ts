@@ -7,15 +7,18 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { open } from 'node:fs/promises';
+import { type ClientRequest, request } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Digest } from '../../src/lib/digest.js';
 import { freePort } from '../../src/lib/free-port.js';
 import { type BlobSource, committedBlobs } from '../../src/peer/blob-source.js';
-import { type BlobServer, RATE_BURST, startBlobServer } from '../../src/peer/blob-server.js';
+import { type BlobServer, BUSY_RETRY_AFTER_S, RATE_BURST, startBlobServer } from '../../src/peer/blob-server.js';
+import { InProgressDownloads } from '../../src/peer/in-progress.js';
 import { startPeerServer } from '../../src/peer/start-peer.js';
 import { imageQueueName } from '../../src/queues/names.js';
 import { registryKeys } from '../../src/registry/keys.js';
@@ -25,6 +28,7 @@ import { queueClient } from '../helpers/queue.js';
 import { useTestRedis } from '../helpers/redis.js';
 import { plantBlob, removeRoot, tempRoot } from '../helpers/store.js';
 import { startUpstream } from '../helpers/upstream.js';
+import { waitFor } from '../helpers/wait.js';
 import { startWorkerProcess } from '../helpers/worker-process.js';
 
 const TOKEN = 'peer-token-0123456789abcdef';
@@ -207,6 +211,75 @@ describe('peer blob server rate limit', () => {
       const bytes = ra.body.length + rb.body.length + rc.body.length;
       expect(server.bytesServed()).toBe(bytes);
       expect(elapsed).toBeGreaterThanOrEqual(((bytes - RATE_BURST) / rate) * 1000);
+    } finally {
+      await server.close();
+      removeRoot(root);
+    }
+  });
+});
+
+describe('peer blob server stream limit (FLEETQ_PEER_MAX_STREAMS)', () => {
+  it('beyond maxStreams a GET is answered 503 busy with Retry-After and a reason (no store lookup); HEAD still answers; the slot comes back when the receiver goes away, and the turned-away digest is reported freed', async () => {
+    const root = tempRoot();
+    const img = rawImage(512 * 1024);
+    const file = join(root, 'in-progress.bin');
+    writeFileSync(file, img.body);
+    const downloads = new InProgressDownloads();
+    const dl = downloads.start(Digest.parse(img.digest), img.body.length, await open(file, 'r'))!;
+    // Half of it "written": a GET gets that half and is then held open, waiting for more (it keeps its slot).
+    dl.advance(img.body.length / 2);
+    const inner = downloads.source();
+    let lookups = 0;
+    const source: BlobSource = { open: (d) => (lookups++, inner.open(d)) };
+    const loads: number[] = [];
+    const freed: string[] = [];
+    const server = await startBlobServer({ host: '127.0.0.1', port: 0, token: TOKEN, maxRate: 1024 ** 3, maxStreams: 1, source, log, onLoad: (n) => loads.push(n), onFreed: (d) => freed.push(d.value) });
+    try {
+      // The first GET: headers and the written half arrive, the response stays open.
+      const first = await new Promise<{ req: ClientRequest; got: () => number }>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port: server.port, path: `/blobs/${img.digest}`, headers: { authorization: `Bearer ${TOKEN}` } }, (res) => {
+          expect(res.statusCode).toBe(200);
+          let n = 0;
+          res.on('data', (c: Buffer) => {
+            n += c.length;
+            if (n === img.body.length / 2) resolve({ req, got: () => n });
+          });
+          res.on('error', () => {});
+        });
+        req.on('error', (err) => (err.message === 'socket hang up' ? undefined : reject(err)));
+        req.end();
+      });
+      expect(server.streams()).toBe(1);
+      expect(lookups).toBe(1);
+
+      const busy = await get(server.port, `/blobs/${img.digest}`);
+      expect(busy.status).toBe(503);
+      expect(busy.headers['retry-after']).toBe(String(BUSY_RETRY_AFTER_S));
+      expect(busy.body.toString()).toMatch(/^busy: .*at most 1 blob response at once \(FLEETQ_PEER_MAX_STREAMS\)/);
+      expect(lookups).toBe(1); // turned away before any file is touched
+      // HEAD sends no body: it takes no slot and is answered while the slot is taken.
+      const head = await get(server.port, `/blobs/${img.digest}`, {}, 'HEAD');
+      expect([head.status, head.headers['content-length']]).toEqual([200, String(img.body.length)]);
+      expect(server.busyAnswers()).toBe(1);
+      expect(freed).toEqual([]);
+
+      // The receiver goes away mid-body: the slot is given back, and the digest someone was turned away for is reported.
+      first.req.destroy();
+      await waitFor('the slot given back', () => server.streams() === 0);
+      expect(freed).toEqual([img.digest]);
+      expect(first.got()).toBe(img.body.length / 2);
+
+      // Free again: the next GET streams (every byte written by now).
+      dl.advance(img.body.length);
+      const again = await get(server.port, `/blobs/${img.digest}`);
+      dl.complete();
+      expect(again.status).toBe(200);
+      expect(sha(again.body)).toBe(img.digest);
+      expect(server.streams()).toBe(0);
+      expect(server.peakStreams()).toBe(1);
+      expect(server.busyAnswers()).toBe(1);
+      // Reported load: 1 (first), 0 (gone), 1, 0 (again): never above the limit, back to 0.
+      expect(loads).toEqual([1, 0, 1, 0]);
     } finally {
       await server.close();
       removeRoot(root);

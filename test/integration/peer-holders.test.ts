@@ -2,7 +2,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Digest } from '../../src/lib/digest.js';
-import { addHolder, holderKeys, listHolders, pickHolder, removeHolder, setServingLoad } from '../../src/peer/holders.js';
+import { addHolder, hasFreeSlot, holderKeys, listHolders, pickHolder, removeHolder, setServingLoad } from '../../src/peer/holders.js';
 import { announce } from '../../src/registry/host-registry.js';
 import { useTestRedis } from '../helpers/redis.js';
 
@@ -91,5 +91,17 @@ describe('pickHolder', () => {
     expect(counts.b).toBe(200);
     expect(pickHolder(holders, new Set(['a', 'b']))!.host).toBe('c');
     expect(pickHolder(holders, new Set(['a', 'b', 'c']))).toBeUndefined();
+  });
+
+  it('prefers holders with a free stream slot (load below their maxStreams) over full ones, even complete ones; all full: any of them (the 503 decides)', () => {
+    const full = { ...h('a', 2), maxStreams: 2 };
+    const freePartial = { ...h('b', 1, 'partial'), maxStreams: 2 };
+    const unknownLimit = h('c', 5, 'partial');
+    for (let i = 0; i < 100; i++) expect(pickHolder([full, freePartial], new Set(), () => i / 100)!.host).toBe('b');
+    const picks = new Set(Array.from({ length: 100 }, (_, i) => pickHolder([full, freePartial, unknownLimit], new Set(['b']), () => i / 100)!.host));
+    expect(picks).toEqual(new Set(['c'])); // no limit known: counts as free
+    expect(pickHolder([full], new Set())!.host).toBe('a');
+    expect(hasFreeSlot(full)).toBe(false);
+    expect(hasFreeSlot(freePartial)).toBe(true);
   });
 });
