@@ -233,11 +233,12 @@ export const ConfigSchema = z.object({
   peerMaxRate: size.pipe(z.number().min(1024, 'must be at least 1K (bytes per second)')).default(100 * 1024 ** 2),
   /**
    * Blob responses (GETs) the peer server streams at once; more are answered 503 (busy) with Retry-After, and the
-   * receiver tries another holder. With FLEETQ_PEER_MAX_RATE shared by at most this many, each stream keeps a
-   * WAN pull's pace (100 MiB/s ÷ 2 = 50 MiB/s each), so a restore wave fans out as a tree instead of all
-   * receivers sharing the first holder.
+   * receiver tries another holder, so a restore wave fans out (a chain with 1, a tree with more) instead of every
+   * receiver sharing the first holder. Each stream gets peerMaxRate ÷ this; 1 keeps the default 100 MiB/s per
+   * hop, twice a 50 MB/s WAN pull, so a receiver that fell behind catches up (docs/BENCHMARKS.md: 8 × 256 MiB
+   * wave 1.29× one pull with 1, 1.64× with 2). More pay off when peerMaxRate ≥ 2 × streams × the upstream's rate.
    */
-  peerMaxStreams: positiveInt.max(1000, 'must be at most 1000').default(2),
+  peerMaxStreams: positiveInt.max(1000, 'must be at most 1000').default(1),
   /**
    * At most this many hosts download one pinned digest from upstream at once (a fleet-wide
    * back-to-source Semaphore); the others wait for a holder and fetch from it. Peers only.

@@ -193,13 +193,13 @@ describe('a wave over four hosts', () => {
 });
 
 describe('a wave fans out as a tree (FLEETQ_PEER_MAX_STREAMS)', () => {
-  it('5 hosts, one stream each: 1 upstream GET, 5 verified blobs, no host ever streamed to more than 1 peer at once, busy answers are not peer errors', async () => {
+  it.each([1, 2])('5 hosts, %i stream(s) each: 1 upstream GET, 5 verified blobs, no host ever streamed to more peers at once, busy answers are not peer errors', async (maxStreams) => {
     const prefix = newPrefix();
     const img = qcow2DataImage(16 * MiB);
-    const path = '/tree.qcow2';
+    const path = `/tree-${maxStreams}.qcow2`;
     // Everyone asks before the origin answers; then ~2.5 s of body, so the receivers stream behind each other.
     const url = upstream.serve(path, img.body, { chunkSize: 256 * 1024, chunkDelayMs: 40, headersDelayMs: 1000 });
-    const hosts = await Promise.all(['t1', 't2', 't3', 't4', 't5'].map((n) => startHost(prefix, n, { FLEETQ_PEER_MAX_STREAMS: '1' })));
+    const hosts = await Promise.all(['t1', 't2', 't3', 't4', 't5'].map((n) => startHost(prefix, n, { FLEETQ_PEER_MAX_STREAMS: String(maxStreams) })));
     const results = await Promise.all((await Promise.all(hosts.map((h) => ensure(h, url, img.digest)))).map((j) => j.settled));
 
     expect(results.map((r) => [r.state, r.failedReason])).toEqual(hosts.map(() => ['completed', undefined]));
@@ -208,8 +208,9 @@ describe('a wave fans out as a tree (FLEETQ_PEER_MAX_STREAMS)', () => {
 
     // Every GET a server accepted logged the streams it had open with it: never more than the limit.
     const streams = hosts.map((h) => h.w.logs.filter((l) => l.msg === 'peer: serving blob' && l.method === 'GET').map((l) => Number(l.streams)));
-    for (const [i, s] of streams.entries()) for (const n of s) expect(n, `${hosts[i]!.name} streams ${s}`).toBe(1);
-    // The receivers got their bytes from more than one holder: a tree (here a chain), not a star around the upstream host.
+    for (const [i, s] of streams.entries()) for (const n of s) expect(n, `${hosts[i]!.name} streams ${s}`).toBeLessThanOrEqual(maxStreams);
+    expect(streams.flat().length).toBeGreaterThanOrEqual(4);
+    // The receivers got their bytes from more than one holder: a chain or a tree, not a star around the upstream host.
     const picked = hosts.flatMap((h) => h.w.logs.filter((l) => l.msg === 'pulling from peer').map((l) => String(l.peer)));
     expect(new Set(picked).size, `peers picked: ${picked}`).toBeGreaterThanOrEqual(2);
     const fromPeers = await Promise.all(hosts.map((h) => metric(h, 'fleetq_pull_bytes_total', { source: 'peer', digest: img.digest })));
@@ -221,9 +222,9 @@ describe('a wave fans out as a tree (FLEETQ_PEER_MAX_STREAMS)', () => {
     const errors = await Promise.all(hosts.map((h) => metric(h, 'fleetq_peer_errors_total')));
     expect(errors, 'peer errors per host').toEqual(hosts.map(() => 0));
     // Each holder entry carries the limit, so receivers can prefer holders with a free slot.
-    await waitFor('five complete holder entries with maxStreams 1', async () => {
+    await waitFor(`five complete holder entries with maxStreams ${maxStreams}`, async () => {
       const e = Object.values(await holderEntries(prefix, img));
-      return (e.length === 5 && e.every((x) => x.state === 'complete' && x.maxStreams === 1)) || undefined;
+      return (e.length === 5 && e.every((x) => x.state === 'complete' && x.maxStreams === maxStreams)) || undefined;
     });
   });
 });
