@@ -218,7 +218,6 @@ export function peerBlobUrl(peerUrl: string, digest: Digest): string | undefined
  * are decided by the pull). `phase`: before the body (connect, status) or in it.
  */
 export function peerErrorReason(err: unknown, phase: 'request' | 'body'): PeerErrorReason | undefined {
-  if (isPeerBusy(err)) return undefined;
   if (err instanceof HttpStatusError) return err.statusCode === 404 || err.statusCode === 410 ? 'not-found' : 'refused';
   if (err instanceof RangeResponseError || err instanceof DestinationRefusedError) return 'refused';
   if (err instanceof DownloadTimeoutError || err instanceof DownloadStalledError) return 'timeout';

@@ -14,7 +14,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DownloadStalledError, DownloadTimeoutError, HttpStatusError, NetworkError, RangeResponseError, TruncatedBodyError } from '../../../src/fetch/fetch-errors.js';
 import { parseContentRange } from '../../../src/fetch/fetch-image.js';
 import { Digest } from '../../../src/lib/digest.js';
-import { peerBlobUrl, peerErrorReason } from '../../../src/peer/fleet.js';
+import { isPeerBusy, peerBlobUrl, peerErrorReason } from '../../../src/peer/fleet.js';
 import { type Holder, usableBy } from '../../../src/peer/holders.js';
 import { InProgressDownloads } from '../../../src/peer/in-progress.js';
 import { DigestMismatchError, StoreFullError } from '../../../src/store/store-errors.js';
@@ -42,6 +42,10 @@ describe('peerErrorReason', () => {
     [new DownloadStalledError('slow'), 'body', 'timeout'],
   ] as const)('%s in the %s → %s', (err, phase, want) => {
     expect(peerErrorReason(err, phase)).toBe(want);
+  });
+  it('a 503 is the peer being busy (all its stream slots taken): isPeerBusy, which the pull checks before any error reason', () => {
+    expect(isPeerBusy(new HttpStatusError(503, 'u'))).toBe(true);
+    for (const err of [new HttpStatusError(500, 'u'), new HttpStatusError(429, 'u'), new NetworkError('reset'), new Error('503')]) expect(isPeerBusy(err)).toBe(false);
   });
   it('is not the peer: bytes that do not verify (decided by the pull), store errors, anything else', () => {
     expect(peerErrorReason(new DigestMismatchError(D, D, 'u'), 'body')).toBeUndefined();
