@@ -26,7 +26,8 @@ export interface WorkerProcess {
 }
 
 export interface WorkerEnv {
-  REDIS_URL: string;
+  /** A single Redis (unset with FLEETQ_REDIS_CLUSTER_NODES or FLEETQ_REDIS_SENTINELS). */
+  REDIS_URL?: string;
   FLEETQ_HOST: string;
   FLEETQ_ROOT: string;
   FLEETQ_PREFIX?: string;

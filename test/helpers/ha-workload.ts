@@ -1,0 +1,134 @@
+/**
+ * A paced producer for failover tests and the accounting afterwards: which
+ * jobs add() acknowledged, which of those a replica had confirmed (WAIT),
+ * which completed, which were lost, and how long processing stopped.
+ */
+import { Job, type JobsOptions, type Queue } from 'bullmq';
+import { replicasAcked } from './ha-clients.js';
+
+export interface AddRecord {
+  id: string;
+  /** When add() first resolved (the producer was told "added"). */
+  ackedAt?: number;
+  /** Replicas that had it when the producer was told (WAIT 1), when asked. */
+  replicas?: number;
+  /** add() calls that failed (retried with the same job id: idempotent). */
+  errors: number;
+  /** add() calls after the first acknowledgement, because WAIT said no replica had it (confirm mode). */
+  reAdds: number;
+  lastError?: string;
+}
+
+export interface PacedAddOptions {
+  queue: Queue;
+  count: number;
+  /** Start one add every `everyMs` (the adds themselves run one at a time). */
+  everyMs: number;
+  idPrefix: string;
+  data: (i: number) => unknown;
+  opts?: JobsOptions;
+  /** Ask WAIT 1 `waitMs` after each add (0 = do not ask). */
+  waitMs?: number;
+  /**
+   * Only count a job as added once a replica has it: while WAIT says 0,
+   * add it again with the same id (a no-op while it exists, recreates it
+   * if the write was lost), until `deadline`.
+   */
+  confirm?: boolean;
+  /** Give up retrying a job at this time (ms since epoch). */
+  deadline: number;
+  /** Called after job `i` was acknowledged (e.g. to crash a node half-way). */
+  onAcked?: (i: number) => void;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function pacedAdds(o: PacedAddOptions): Promise<AddRecord[]> {
+  const records: AddRecord[] = [];
+  const t0 = Date.now();
+  for (let i = 0; i < o.count; i++) {
+    const due = t0 + i * o.everyMs;
+    if (Date.now() < due) await sleep(due - Date.now());
+    const rec: AddRecord = { id: `${o.idPrefix}-${i}`, errors: 0, reAdds: 0 };
+    records.push(rec);
+    while (Date.now() < o.deadline) {
+      try {
+        if (rec.ackedAt !== undefined) rec.reAdds++;
+        await o.queue.add('ensure-image', o.data(i), { ...o.opts, jobId: rec.id });
+        rec.ackedAt ??= Date.now();
+        if (o.waitMs) rec.replicas = await replicasAcked(o.queue, o.waitMs);
+        if (!o.confirm || (rec.replicas ?? 0) >= 1) break;
+      } catch (err) {
+        rec.errors++;
+        rec.lastError = (err as Error).message;
+        await sleep(100);
+      }
+    }
+    if (rec.ackedAt !== undefined) o.onAcked?.(i);
+  }
+  return records;
+}
+
+export interface Accounting {
+  acked: number;
+  completed: number;
+  /** Acknowledged by add() but gone (no such job) at the end. */
+  lost: string[];
+  /** Acknowledged and still there, but not completed by the deadline. */
+  stuck: string[];
+  /** Never acknowledged (every add failed until the deadline). */
+  neverAcked: number;
+  addErrors: number;
+  reAdds: number;
+  /** Finish times of the completed jobs, sorted. */
+  finishedOn: number[];
+}
+
+/** Poll the jobs' states until every acknowledged job completed or `timeoutMs` passed; then account for them. */
+export async function account(queue: Queue, records: AddRecord[], timeoutMs: number): Promise<Accounting> {
+  const acked = records.filter((r) => r.ackedAt !== undefined);
+  const until = Date.now() + timeoutMs;
+  let jobs: Array<Job | undefined> = [];
+  for (;;) {
+    jobs = [];
+    for (let i = 0; i < acked.length; i += 100) {
+      jobs.push(...(await Promise.all(acked.slice(i, i + 100).map((r) => Job.fromId(queue, r.id).catch(() => undefined)))));
+    }
+    // A job that is gone will not come back: stop waiting once every job that exists has finished.
+    if (jobs.every((j) => !j || j.finishedOn) || Date.now() > until) break;
+    await sleep(250);
+  }
+  const lost: string[] = [];
+  const stuck: string[] = [];
+  const finishedOn: number[] = [];
+  jobs.forEach((j, k) => {
+    if (!j) lost.push(acked[k]!.id);
+    else if (!j.finishedOn || j.failedReason) stuck.push(acked[k]!.id);
+    else finishedOn.push(j.finishedOn);
+  });
+  finishedOn.sort((a, b) => a - b);
+  return {
+    acked: acked.length,
+    completed: finishedOn.length,
+    lost,
+    stuck,
+    neverAcked: records.length - acked.length,
+    addErrors: records.reduce((n, r) => n + r.errors, 0),
+    reAdds: records.reduce((n, r) => n + r.reAdds, 0),
+    finishedOn,
+  };
+}
+
+/** Time from `at` until the first completion after it (how long processing stopped), in ms; undefined if none. */
+export function resumedAfter(finishedOn: number[], at: number): number | undefined {
+  const next = finishedOn.find((t) => t > at);
+  return next === undefined ? undefined : next - at;
+}
+
+/** The longest pause between consecutive completions inside [from, to], in ms. */
+export function longestGap(finishedOn: number[], from: number, to: number): number {
+  const inside = [from, ...finishedOn.filter((t) => t > from && t < to), to];
+  let gap = 0;
+  for (let i = 1; i < inside.length; i++) gap = Math.max(gap, inside[i]! - inside[i - 1]!);
+  return gap;
+}
