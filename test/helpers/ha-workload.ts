@@ -3,6 +3,7 @@
  * jobs add() acknowledged, which of those a replica had confirmed (WAIT),
  * which completed, which were lost, and how long processing stopped.
  */
+import { appendFileSync } from 'node:fs';
 import { Job, type JobsOptions, type Queue } from 'bullmq';
 import { replicasAcked } from './ha-clients.js';
 
@@ -10,8 +11,12 @@ export interface AddRecord {
   id: string;
   /** When add() first resolved (the producer was told "added"). */
   ackedAt?: number;
-  /** Replicas that had it when the producer was told (WAIT 1), when asked. */
+  /** Replicas that had it when the producer was told (WAIT 1), when asked; undefined when WAIT failed. */
   replicas?: number;
+  /** WAIT calls that failed (the connection that wrote was gone). */
+  waitErrors: number;
+  /** Re-adds that found the acknowledged job gone (a lost write, repaired by adding it again). */
+  recreated: number;
   /** add() calls that failed (retried with the same job id: idempotent). */
   errors: number;
   /** add() calls after the first acknowledgement, because WAIT said no replica had it (confirm mode). */
@@ -49,20 +54,30 @@ export async function pacedAdds(o: PacedAddOptions): Promise<AddRecord[]> {
   for (let i = 0; i < o.count; i++) {
     const due = t0 + i * o.everyMs;
     if (Date.now() < due) await sleep(due - Date.now());
-    const rec: AddRecord = { id: `${o.idPrefix}-${i}`, errors: 0, reAdds: 0 };
+    const rec: AddRecord = { id: `${o.idPrefix}-${i}`, errors: 0, reAdds: 0, waitErrors: 0, recreated: 0 };
     records.push(rec);
     while (Date.now() < o.deadline) {
       try {
-        if (rec.ackedAt !== undefined) rec.reAdds++;
+        if (rec.ackedAt !== undefined) {
+          rec.reAdds++;
+          // Gone since it was acknowledged? Then this add recreates it: count the loss it repairs.
+          if (!(await Job.fromId(o.queue, rec.id))) rec.recreated++;
+        }
         await o.queue.add('ensure-image', o.data(i), { ...o.opts, jobId: rec.id });
         rec.ackedAt ??= Date.now();
-        if (o.waitMs) rec.replicas = await replicasAcked(o.queue, o.waitMs);
-        if (!o.confirm || (rec.replicas ?? 0) >= 1) break;
       } catch (err) {
         rec.errors++;
         rec.lastError = (err as Error).message;
         await sleep(100);
+        continue;
       }
+      if (o.waitMs) {
+        // WAIT fails when the connection that wrote is gone (its master died): then nobody knows.
+        rec.replicas = await replicasAcked(o.queue, o.waitMs).catch(() => undefined);
+        if (rec.replicas === undefined) rec.waitErrors++;
+      }
+      if (!o.confirm || (rec.replicas ?? 0) >= 1) break;
+      await sleep(50);
     }
     if (rec.ackedAt !== undefined) o.onAcked?.(i);
   }
@@ -80,6 +95,8 @@ export interface Accounting {
   neverAcked: number;
   addErrors: number;
   reAdds: number;
+  /** Acknowledged jobs found gone and added again by the producer (confirm mode): losses it repaired. */
+  recreated: number;
   /** Finish times of the completed jobs, sorted. */
   finishedOn: number[];
 }
@@ -115,6 +132,7 @@ export async function account(queue: Queue, records: AddRecord[], timeoutMs: num
     neverAcked: records.length - acked.length,
     addErrors: records.reduce((n, r) => n + r.errors, 0),
     reAdds: records.reduce((n, r) => n + r.reAdds, 0),
+    recreated: records.reduce((n, r) => n + r.recreated, 0),
     finishedOn,
   };
 }
@@ -131,4 +149,16 @@ export function longestGap(finishedOn: number[], from: number, to: number): numb
   let gap = 0;
   for (let i = 1; i < inside.length; i++) gap = Math.max(gap, inside[i]! - inside[i - 1]!);
   return gap;
+}
+
+/**
+ * Print a failover's figures (one line, `HA figures <what>: {…}`) and, when
+ * FLEETQ_HA_FIGURES names a file, append them there as a JSON line
+ * (docs/HA-FIGURES.md is written from those).
+ */
+export function reportFigures(what: string, figures: Record<string, unknown>): void {
+  const line = JSON.stringify({ what, at: new Date().toISOString(), ...figures });
+  console.log(`HA figures ${what}: ${line}`);
+  const file = process.env.FLEETQ_HA_FIGURES;
+  if (file) appendFileSync(file, `${line}\n`);
 }
