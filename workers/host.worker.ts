@@ -10,6 +10,7 @@
  */
 import { EXIT } from '../src/cli/exit-codes.js';
 import { loadConfig } from '../src/config/load.js';
+import { messageWithSettings } from '../src/config/setting-hint.js';
 import { ConfigError } from '../src/lib/errors.js';
 import { redactUrl } from '../src/lib/redact.js';
 import { startHostWorker } from '../src/worker/host-worker.js';
@@ -17,6 +18,6 @@ import { startHostWorker } from '../src/worker/host-worker.js';
 try {
   await startHostWorker(loadConfig());
 } catch (err) {
-  process.stderr.write(`fleetq: ${redactUrl((err as Error).message ?? String(err))}\n`);
+  process.stderr.write(`fleetq: ${redactUrl(err instanceof Error ? messageWithSettings(err) : String(err))}\n`);
   process.exit(err instanceof ConfigError ? EXIT.USAGE : EXIT.FAILED);
 }

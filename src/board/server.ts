@@ -91,7 +91,7 @@ export async function startBoard(opts: BoardOptions): Promise<RunningBoard> {
   if (ui.removed.length) opts.log.debug({ removed: ui.removed }, 'board: external references removed from the UI template');
   let fleet: Fleet;
   try {
-    fleet = await Fleet.open(opts.cfg);
+    fleet = await Fleet.open(opts.cfg, 'service'); // reconnects by itself after a failover
   } catch (err) {
     await ui.cleanup();
     throw err;

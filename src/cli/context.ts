@@ -13,10 +13,9 @@ import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:
 import { resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { Queue, QueueEvents } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { loadConfig, type ConfigOverrides } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { producerConnection, waitReady, workerConnection } from '../queues/connection.js';
+import { connectRedis, openRedis, type RedisClient, waitReady } from '../redis/connect.js';
 import { queueOptions } from '../queues/queue-options.js';
 
 /** Where `fleetq start` records its Redis, relative to the working directory. */
@@ -148,7 +147,7 @@ export function checkLocalState(path = localStatePath(), opts: { ping?: boolean 
  * is not set and the file is usable. A stale file is ignored with a note.
  */
 export function cliEnv(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env, path = localStatePath()): NodeJS.ProcessEnv {
-  if (env.REDIS_URL || overrides.redisUrl !== undefined) return env;
+  if (redisUrlInEnv(env) || overrides.redisUrl !== undefined) return env;
   const check = checkLocalState(path);
   if (check.status === 'absent') return env;
   if (check.status === 'stale') {
@@ -167,28 +166,31 @@ export function envConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEn
   return loadConfig(env, overrides);
 }
 
-/** Is REDIS_URL set in the environment itself? Then `fleetq start` uses it and looks for no other Redis. */
+/**
+ * Is a Redis set in the environment itself (REDIS_URL, a Cluster or Sentinels)?
+ * Then `fleetq start` uses it and looks for no other Redis, and commands ignore ./var/fleetq.env.
+ */
 export function redisUrlInEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  return Boolean(env.REDIS_URL);
+  return Boolean(env.REDIS_URL || env.FLEETQ_REDIS_CLUSTER_NODES || env.FLEETQ_REDIS_SENTINELS);
 }
 
 export interface QueueHandle {
   queue: Queue;
   events?: QueueEvents;
-  redis: Redis;
+  redis: RedisClient;
   close(): Promise<void>;
 }
 
 export async function openQueue(cfg: Config, name: string, withEvents = false): Promise<QueueHandle> {
-  const redis = producerConnection(cfg.redisUrl);
-  redis.on('error', () => {});
-  await waitReady(redis, cfg.redisUrl);
+  const redis = await openRedis(cfg, 'command');
   const queue = new Queue(name, { connection: redis, ...queueOptions(cfg.prefix) });
   let events: QueueEvents | undefined;
-  let eventsRedis: Redis | undefined;
+  let eventsRedis: RedisClient | undefined;
   if (withEvents) {
-    eventsRedis = workerConnection(cfg.redisUrl);
+    // QueueEvents blocks on XREAD: a worker-role client (BullMQ requires maxRetriesPerRequest: null).
+    eventsRedis = connectRedis(cfg, 'worker');
     eventsRedis.on('error', () => {});
+    await waitReady(eventsRedis, cfg);
     events = new QueueEvents(name, { connection: eventsRedis, prefix: cfg.prefix });
     await events.waitUntilReady();
   }

@@ -4,7 +4,7 @@
  * registered as the machine's hostname). Warn on stderr, or refuse under
  * --require-live-host.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import type { Config } from '../config/schema.js';
 import { type HostInfo, listHosts } from '../registry/host-registry.js';
 import { printErr } from './output.js';
@@ -23,7 +23,7 @@ export function noLiveWorker(hosts: HostInfo[], host: string, queue: string): st
 }
 
 /** Warn (or, with `require`, refuse before anything is written) when no live worker takes `queue`. */
-export async function checkLiveHost(redis: Redis, cfg: Config, host: string, queue: string, require: boolean): Promise<void> {
+export async function checkLiveHost(redis: RedisClient, cfg: Config, host: string, queue: string, require: boolean): Promise<void> {
   const why = noLiveWorker(await listHosts(redis, cfg.prefix, cfg.hostDownAfterMs), host, queue);
   if (!why) return;
   if (require) throw new UsageError(`--require-live-host: ${why.replace('; the job will wait', '; nothing was enqueued')}`);

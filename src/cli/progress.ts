@@ -17,7 +17,7 @@
  * second (nothing is missed if an event is: the poll reads the job itself).
  */
 import { Job, type Queue, type QueueEvents } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import { formatBytes, formatDuration } from '../lib/units.js';
 
 /** One look at the job (and a restore's base-image job), as the reporters need it. */
@@ -304,7 +304,7 @@ export function barView(stream: NodeJS.WriteStream, redact: (s: string) => strin
 export interface WaitOptions {
   queue: Queue;
   /** A (non-blocking) connection to the queue's Redis, for reading a delayed job's due time. */
-  redis: Redis;
+  redis: RedisClient;
   events: QueueEvents;
   jobId: string;
   view: WaitView;

@@ -3,6 +3,7 @@
  * The first bad value becomes a ConfigError naming the variable (or flag).
  */
 import { ConfigError } from '../lib/errors.js';
+import { redactUrl } from '../lib/redact.js';
 import { type Config, ConfigSchema, ENV_VARS, SECRET_KEYS } from './schema.js';
 
 export type ConfigOverrides = { [K in keyof Config]?: unknown };
@@ -28,7 +29,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     const issue = parsed.error.issues[0]!;
     const key = String(issue.path[0] ?? '');
     const name = source[key] ?? ENV_VARS[key as keyof Config] ?? key;
-    const shown = raw[key] === undefined ? '' : SECRET_KEYS.has(key as keyof Config) ? ' (value not shown: a secret)' : ` (got ${JSON.stringify(raw[key])})`;
+    const shown = raw[key] === undefined ? '' : SECRET_KEYS.has(key as keyof Config) ? ' (value not shown: a secret)' : ` (got ${redactUrl(JSON.stringify(raw[key]))})`; // a URL's credentials are never echoed
     throw new ConfigError(`invalid ${name}${shown}: ${issue.message}`, name);
   }
   return Object.freeze(parsed.data);

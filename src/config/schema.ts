@@ -56,20 +56,91 @@ export function defaultHostId(): string {
   return /^[A-Za-z0-9]/.test(h) ? h.slice(0, 63) : `h${h}`.slice(0, 63);
 }
 
+/** One `host:port` of a Redis node or sentinel (port 1-65535). */
+function redisNode(v: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(v.trim());
+  const port = m ? Number(m[3]) : NaN;
+  return m && port >= 1 && port <= 65535 ? { host: (m[1] ?? m[2])!, port } : undefined;
+}
+
+/** `host:port,host:port,…` (Cluster seed nodes, Sentinels): at least one, duplicates dropped. */
+const redisNodeList = z.string().transform((v, ctx) => {
+  const parts = v.split(',').map((x) => x.trim()).filter(Boolean);
+  const nodes = parts.map(redisNode);
+  const bad = parts.filter((_, i) => nodes[i] === undefined);
+  if (parts.length === 0 || bad.length) {
+    ctx.addIssue({ code: 'custom', message: `must be a comma-separated list of host:port (e.g. redis-1:7000,redis-2:7000${bad.length ? `; not host:port: ${bad.map((b) => JSON.stringify(b.slice(0, 60))).join(', ')}` : ''})` });
+    return z.NEVER;
+  }
+  const seen = new Set<string>();
+  return nodes.filter((n) => !seen.has(`${n!.host}:${n!.port}`) && seen.add(`${n!.host}:${n!.port}`)) as Array<{ host: string; port: number }>;
+});
+
+const onOff = z
+  .union([z.boolean(), z.string()])
+  .transform((v, ctx) => {
+    if (typeof v === 'boolean') return v;
+    const s = v.trim().toLowerCase();
+    if (['on', 'true', '1', 'yes'].includes(s)) return true;
+    if (['off', 'false', '0', 'no'].includes(s)) return false;
+    ctx.addIssue({ code: 'custom', message: 'must be on or off' });
+    return z.NEVER;
+  });
+
+/** REDIS_URL when none is set and no Cluster or Sentinel is configured (redis/target.ts). */
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
 export const ConfigSchema = z.object({
+  /**
+   * A single Redis (unset: DEFAULT_REDIS_URL, unless Cluster or Sentinel is configured). No credentials
+   * in it (a URL is copied into process listings, compose files and logs): FLEETQ_REDIS_USERNAME and
+   * FLEETQ_REDIS_PASSWORD_FILE; the only query parameter is `db`.
+   */
   redisUrl: z
     .string()
-    .default('redis://127.0.0.1:6379')
-    .refine((v) => /^rediss?:\/\//.test(v), 'must be a redis:// or rediss:// URL'),
+    .refine((v) => /^rediss?:\/\//.test(v), 'must be a redis:// or rediss:// URL')
+    .refine((v) => !/^rediss?:\/\/[^/?#]*@/.test(v), 'must not hold credentials (a URL is shown in process listings, compose files and logs): put the password in a file named by FLEETQ_REDIS_PASSWORD_FILE (mode 0600) and an ACL user in FLEETQ_REDIS_USERNAME')
+    .refine((v) => {
+      const q = v.indexOf('?');
+      return q < 0 || [...new URLSearchParams(v.slice(q + 1).split('#')[0]).keys()].every((k) => k === 'db');
+    }, 'takes no query parameter but ?db=N (credentials go in FLEETQ_REDIS_USERNAME / FLEETQ_REDIS_PASSWORD_FILE, TLS in rediss:// and FLEETQ_REDIS_TLS_CA_FILE)')
+    .optional(),
+  /** Redis Cluster: seed nodes (`host:port,…`); the rest of the cluster is discovered from them. */
+  redisClusterNodes: redisNodeList.optional(),
+  /** Redis Sentinel: the sentinels (`host:port,…`), with redisSentinelName. */
+  redisSentinels: redisNodeList.optional(),
+  /** The master group name the sentinels monitor (`sentinel monitor <name> …`). */
+  redisSentinelName: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 letters, digits, ".", "_" or "-" (the name in `sentinel monitor <name> …`)')
+    .optional(),
+  /** Redis ACL user (not a secret); the password is in redisPasswordFile. */
+  redisUsername: z
+    .string()
+    .regex(/^[^\s]{1,128}$/, 'must be 1-128 characters without blanks')
+    .optional(),
+  /** File (mode 0600) whose first line is the Redis password, for every node (redis/credentials.ts reads it). */
+  redisPasswordFile: optionalPath,
+  /** File (mode 0600) whose first line is the sentinels' own password (`requirepass` in sentinel.conf), if they have one. */
+  redisSentinelPasswordFile: optionalPath,
+  /** TLS to Redis: unset = from REDIS_URL's scheme (rediss://); with Cluster or Sentinel, on or off (default off). */
+  redisTls: onOff.optional(),
+  /** PEM CA bundle that signs the Redis servers' certificates (default: Node's CA store). */
+  redisTlsCaFile: optionalPath,
   host: HostId.default(defaultHostId),
   root: z
     .string()
     .min(1)
     .default('./var/cocoon')
     .transform((p) => resolve(p)),
+  /**
+   * Everything fleetq writes is under `<prefix>:`. fleetq tags its keys for Redis Cluster itself
+   * (docs/ARCHITECTURE.md, "Redis keys"); a `{tag}` in the prefix overrides all those tags and puts
+   * every key of the fleet in one slot (works, without scale-out). Braces only as one whole, non-empty tag.
+   */
   prefix: z
     .string()
-    .regex(/^[A-Za-z0-9_.{}-]+$/, 'must be letters, digits, "_", ".", "-" or a {hash-tag}')
+    .regex(/^(?=.)[A-Za-z0-9_.-]*(?:\{[A-Za-z0-9_.-]+\})?[A-Za-z0-9_.-]*$/, 'must be letters, digits, "_", ".", "-", with at most one whole {hash-tag} (which puts every key in one Cluster slot)')
     .default('fleetq'),
   concurrency: positiveInt.max(256, 'must be at most 256').default(4),
   restoreConcurrency: positiveInt.max(64, 'must be at most 64').default(2),
@@ -162,6 +233,29 @@ export const ConfigSchema = z.object({
   peerTlsCert: optionalPath,
   peerTlsKey: optionalPath,
 }).superRefine((c, ctx) => {
+  if (c.redisClusterNodes && c.redisSentinels) {
+    ctx.addIssue({ code: 'custom', path: ['redisClusterNodes'], message: 'FLEETQ_REDIS_CLUSTER_NODES (Redis Cluster) and FLEETQ_REDIS_SENTINELS (Sentinel) select different modes: set one' });
+  } else if ((c.redisClusterNodes || c.redisSentinels) && c.redisUrl !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['redisUrl'], message: `is for a single Redis: unset it when ${c.redisClusterNodes ? 'FLEETQ_REDIS_CLUSTER_NODES' : 'FLEETQ_REDIS_SENTINELS'} is set` });
+  }
+  if (c.redisSentinels && c.redisSentinelName === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['redisSentinelName'], message: 'is required when FLEETQ_REDIS_SENTINELS is set: the master group name the sentinels monitor (`sentinel monitor <name> …`)' });
+  }
+  if (!c.redisSentinels && c.redisSentinelName !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['redisSentinelName'], message: 'needs FLEETQ_REDIS_SENTINELS (the sentinels to ask for that master)' });
+  }
+  if (!c.redisSentinels && c.redisSentinelPasswordFile !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['redisSentinelPasswordFile'], message: 'needs FLEETQ_REDIS_SENTINELS (it is the sentinels\' own password)' });
+  }
+  const single = !c.redisClusterNodes && !c.redisSentinels;
+  const urlTls = (c.redisUrl ?? DEFAULT_REDIS_URL).startsWith('rediss://');
+  if (single && c.redisTls !== undefined && c.redisTls !== urlTls) {
+    ctx.addIssue({ code: 'custom', path: ['redisTls'], message: `is ${c.redisTls ? 'on' : 'off'} but REDIS_URL is ${urlTls ? 'rediss:// (TLS)' : 'redis:// (no TLS)'}: for a single Redis, TLS follows the URL's scheme` });
+  }
+  const tls = single ? urlTls : c.redisTls === true;
+  if (c.redisTlsCaFile !== undefined && !tls) {
+    ctx.addIssue({ code: 'custom', path: ['redisTlsCaFile'], message: single ? 'needs TLS: use a rediss:// REDIS_URL' : 'needs TLS: set FLEETQ_REDIS_TLS=on' });
+  }
   if (c.peerToken !== undefined && c.peerTokenFile !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['peerToken'], message: 'set FLEETQ_PEER_TOKEN or FLEETQ_PEER_TOKEN_FILE, not both' });
   } else if (c.peerListen !== undefined && c.peerToken === undefined && c.peerTokenFile === undefined) {
@@ -178,6 +272,14 @@ export type ConfigInput = z.input<typeof ConfigSchema>;
 /** Environment variable for each configuration key. */
 export const ENV_VARS = {
   redisUrl: 'REDIS_URL',
+  redisClusterNodes: 'FLEETQ_REDIS_CLUSTER_NODES',
+  redisSentinels: 'FLEETQ_REDIS_SENTINELS',
+  redisSentinelName: 'FLEETQ_REDIS_SENTINEL_NAME',
+  redisUsername: 'FLEETQ_REDIS_USERNAME',
+  redisPasswordFile: 'FLEETQ_REDIS_PASSWORD_FILE',
+  redisSentinelPasswordFile: 'FLEETQ_REDIS_SENTINEL_PASSWORD_FILE',
+  redisTls: 'FLEETQ_REDIS_TLS',
+  redisTlsCaFile: 'FLEETQ_REDIS_TLS_CA_FILE',
   host: 'FLEETQ_HOST',
   root: 'FLEETQ_ROOT',
   prefix: 'FLEETQ_PREFIX',

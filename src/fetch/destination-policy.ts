@@ -7,9 +7,12 @@
  * Always refused, whatever FLEETQ_IMAGE_ALLOW says:
  *  - link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10, their
  *    IPv4-mapped forms, fd00:ec2::254, Alibaba 100.100.100.200, Azure 168.63.129.16);
- *  - fleetq's own Redis (host:port of REDIS_URL). When Redis is on a loopback
- *    host, every loopback alias (127.0.0.0/8, ::1), the unspecified address
- *    (0.0.0.0, ::) and this machine's own interface addresses count as that host.
+ *  - fleetq's own Redis: host:port of REDIS_URL, or of every Cluster seed node
+ *    (FLEETQ_REDIS_CLUSTER_NODES) or sentinel (FLEETQ_REDIS_SENTINELS). When one
+ *    is on a loopback host, every loopback alias (127.0.0.0/8, ::1), the
+ *    unspecified address (0.0.0.0, ::) and this machine's own interface
+ *    addresses count as that host. (Cluster nodes not listed as seeds, and a
+ *    Sentinel group's data nodes, are only known once connected: not covered.)
  *
  * FLEETQ_IMAGE_ALLOW (optional, comma-separated) narrows the rest. Entries:
  *  - origin  `https://img.example.com`, `http://127.0.0.1:8080`: scheme + hostname + port of the URL;
@@ -46,7 +49,8 @@ export interface RedisTarget {
 export interface DestinationPolicy {
   /** Parsed FLEETQ_IMAGE_ALLOW; undefined = no allow list. */
   readonly allow: readonly AllowEntry[] | undefined;
-  readonly redis: RedisTarget | undefined;
+  /** fleetq's own Redis endpoints (empty: none known). */
+  readonly redis: readonly RedisTarget[];
   /** This machine's interface addresses (count as loopback when Redis is local). */
   readonly localAddresses: readonly string[];
 }
@@ -228,21 +232,26 @@ function buildRedisTarget(host: string, port: number, addresses: readonly string
   return { host, port, loopback, addresses: addrs, sameHost };
 }
 
-function parseRedisTarget(redisUrl: string, localAddresses: readonly string[]): RedisTarget {
+function redisEndpointTarget(endpoint: { host: string; port: number }, localAddresses: readonly string[]): RedisTarget {
+  const host = normalizeHost(endpoint.host || '127.0.0.1');
+  const ip = canonicalIp(host);
+  return buildRedisTarget(host, endpoint.port, ip ? [ip] : [], localAddresses);
+}
+
+function redisUrlEndpoint(redisUrl: string): { host: string; port: number } {
   let url: URL;
   try {
     url = new URL(redisUrl);
   } catch {
     throw new ConfigError('invalid REDIS_URL: not a URL', 'REDIS_URL');
   }
-  const host = normalizeHost(url.hostname || '127.0.0.1');
-  const port = url.port ? Number(url.port) : 6379;
-  const ip = canonicalIp(host);
-  return buildRedisTarget(host, port, ip ? [ip] : [], localAddresses);
+  return { host: url.hostname || '127.0.0.1', port: url.port ? Number(url.port) : 6379 };
 }
 
 export interface PolicyOptions {
-  /** fleetq's own Redis: always refused as a destination. */
+  /** fleetq's own Redis endpoints (redis/target.ts redisEndpoints): always refused as destinations. */
+  redis?: ReadonlyArray<{ host: string; port: number }> | undefined;
+  /** The same, as a single REDIS_URL. */
   redisUrl?: string | undefined;
   /** This machine's interface addresses; default: os.networkInterfaces(). */
   localAddresses?: readonly string[] | undefined;
@@ -250,24 +259,24 @@ export interface PolicyOptions {
 
 export function parseDestinationPolicy(allow: string | undefined, opts: PolicyOptions = {}): DestinationPolicy {
   const localAddresses = opts.localAddresses ?? localInterfaceAddresses();
+  const endpoints = [...(opts.redis ?? []), ...(opts.redisUrl ? [redisUrlEndpoint(opts.redisUrl)] : [])];
   return Object.freeze({
     allow: parseAllowList(allow),
-    redis: opts.redisUrl ? parseRedisTarget(opts.redisUrl, localAddresses) : undefined,
+    redis: Object.freeze(endpoints.map((e) => redisEndpointTarget(e, localAddresses))),
     localAddresses,
   });
 }
 
-/** Does the policy need Redis's hostname resolved (it is a name, not an IP literal)? */
-export function redisHostToResolve(policy: DestinationPolicy): string | undefined {
-  const r = policy.redis;
-  return r && !canonicalIp(r.host) ? r.host : undefined;
+/** Redis host names the policy needs resolved (names, not IP literals). */
+export function redisHostsToResolve(policy: DestinationPolicy): string[] {
+  return [...new Set(policy.redis.filter((r) => !canonicalIp(r.host)).map((r) => r.host))];
 }
 
-/** The policy with Redis's resolved addresses added (the I/O is the caller's). */
-export function withRedisAddresses(policy: DestinationPolicy, addresses: readonly string[]): DestinationPolicy {
-  const r = policy.redis;
-  if (!r) return policy;
-  return Object.freeze({ ...policy, redis: buildRedisTarget(r.host, r.port, [...r.addresses, ...addresses], policy.localAddresses) });
+/** The policy with a Redis host name's resolved addresses added (default: the first name to resolve; the I/O is the caller's). */
+export function withRedisAddresses(policy: DestinationPolicy, addresses: readonly string[], host = redisHostsToResolve(policy)[0]): DestinationPolicy {
+  if (host === undefined) return policy;
+  const redis = policy.redis.map((r) => (r.host === host ? buildRedisTarget(r.host, r.port, [...r.addresses, ...addresses], policy.localAddresses) : r));
+  return Object.freeze({ ...policy, redis: Object.freeze(redis) });
 }
 
 function matchesEntry(e: AllowEntry, protocol: string, host: string, port: number, address: string): boolean {
@@ -295,9 +304,10 @@ export function decideDestination(policy: DestinationPolicy, dest: Destination):
   const hostIp = canonicalIp(host);
   if (check(METADATA, address) || (hostIp && check(METADATA, hostIp))) return { allowed: false, reason: REASON_METADATA };
 
-  const r = policy.redis;
-  if (r && port === r.port && (check(r.sameHost, address) || host === r.host || (hostIp !== undefined && check(r.sameHost, hostIp)))) {
-    return { allowed: false, reason: REASON_REDIS };
+  for (const r of policy.redis) {
+    if (port === r.port && (check(r.sameHost, address) || host === r.host || (hostIp !== undefined && check(r.sameHost, hostIp)))) {
+      return { allowed: false, reason: REASON_REDIS };
+    }
   }
 
   if (policy.allow && !policy.allow.some((e) => matchesEntry(e, protocol, host, port, address))) {

@@ -16,7 +16,7 @@ import {
   type DestinationPolicy,
   formatDestination,
   REASON_NOT_ALLOWED,
-  redisHostToResolve,
+  redisHostsToResolve,
   withRedisAddresses,
 } from './destination-policy.js';
 import { DestinationRefusedError } from './fetch-errors.js';
@@ -61,21 +61,32 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 export function createGuardedConnector(opts: GuardedConnectorOptions): buildConnector.connector {
   const connect = opts.connector ?? buildConnector({ timeout: opts.timeoutMs });
   const lookup = opts.lookup ?? defaultLookup;
-  const redisName = redisHostToResolve(opts.policy);
+  const redisNames = redisHostsToResolve(opts.policy);
   const ttl = opts.redisResolveTtlMs ?? 60_000;
-  let redisCache: { at: number; policy: DestinationPolicy } | undefined;
+  /** Per Redis host name: its last resolved addresses. */
+  const redisCache = new Map<string, { at: number; addresses: string[] }>();
+  let resolvedPolicy: DestinationPolicy = opts.policy;
 
-  /** The policy with Redis's current addresses (when REDIS_URL names a host); stale-but-known beats nothing. */
+  /** The policy with the Redis endpoints' current addresses (those named by host); stale-but-known beats nothing. */
   const currentPolicy = async (): Promise<DestinationPolicy> => {
-    if (!redisName) return opts.policy;
-    if (redisCache && Date.now() - redisCache.at < ttl) return redisCache.policy;
-    try {
-      const addrs = await withTimeout(lookup(redisName), opts.timeoutMs, `DNS lookup of ${redisName}`);
-      redisCache = { at: Date.now(), policy: withRedisAddresses(opts.policy, addrs.map((a) => a.address)) };
-    } catch {
-      // Keep the previous answer; without one the name comparison in decideDestination still applies.
-    }
-    return redisCache?.policy ?? opts.policy;
+    if (redisNames.length === 0) return opts.policy;
+    const now = Date.now();
+    const stale = redisNames.filter((name) => now - (redisCache.get(name)?.at ?? -Infinity) >= ttl);
+    if (stale.length === 0) return resolvedPolicy;
+    await Promise.all(
+      stale.map(async (name) => {
+        try {
+          const addrs = await withTimeout(lookup(name), opts.timeoutMs, `DNS lookup of ${name}`);
+          redisCache.set(name, { at: Date.now(), addresses: addrs.map((a) => a.address) });
+        } catch {
+          // Keep the previous answer; without one the name comparison in decideDestination still applies.
+        }
+      }),
+    );
+    let p = opts.policy;
+    for (const [name, c] of redisCache) p = withRedisAddresses(p, c.addresses, name);
+    resolvedPolicy = p;
+    return resolvedPolicy;
   };
 
   const resolveAndCheck = async (o: buildConnector.Options): Promise<string[]> => {

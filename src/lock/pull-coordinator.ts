@@ -7,7 +7,7 @@
  *     until the leader publishes (or the TTL passes, for a crashed leader), then
  *     re-check the store.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import type { Logger } from 'pino';
 import { Mutex } from 'redis-semaphore';
 import { errorMessage } from '../lib/errors.js';
@@ -22,7 +22,7 @@ export interface CoordinatorOptions {
    * the Mutex, its fence GET and the release PUBLISH all go through it, so the
    * lock key is `<prefix>:mutex:pull-lock:…`. Checked at construction.
    */
-  redis: Redis;
+  redis: RedisClient;
   notifier: ReleaseNotifier;
   prefix: string;
   host: string;

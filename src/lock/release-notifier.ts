@@ -2,7 +2,7 @@
  * Waits for "lock released" messages on Redis pub/sub, sharing one subscriber
  * connection per process and reference-counting channel subscriptions.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 
 export interface ReleaseWaiter {
   /** Resolves once the subscription is active (so no release can be missed after this). */
@@ -16,7 +16,7 @@ export class ReleaseNotifier {
   private readonly listeners = new Map<string, Set<() => void>>();
   private readonly subscriptions = new Map<string, Promise<unknown>>();
 
-  constructor(private readonly subscriber: Redis) {
+  constructor(private readonly subscriber: RedisClient) {
     subscriber.on('message', (channel: string) => {
       const set = this.listeners.get(channel);
       if (set) for (const fn of [...set]) fn();
@@ -47,7 +47,7 @@ export class ReleaseNotifier {
     return { ready, released, cancel };
   }
 
-  async publish(publisher: Redis, channel: string): Promise<void> {
+  async publish(publisher: RedisClient, channel: string): Promise<void> {
     await publisher.publish(channel, '1');
   }
 }

@@ -20,7 +20,7 @@ import { open, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import type { Logger } from 'pino';
 import { Gauge, Registry } from 'prom-client';
 import type { Config } from '../config/schema.js';
@@ -114,7 +114,7 @@ export interface WorkerEndpointSources {
   health: StoreHealth;
   paths: StorePaths;
   /** BullMQ's connection (no keyPrefix). */
-  redis: Redis;
+  redis: RedisClient;
   queues: Array<{ kind: string; queue: QueueKeysLike }>;
 }
 
@@ -184,7 +184,7 @@ async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<
   }
 }
 
-async function redisState(redis: Redis): Promise<string> {
+async function redisState(redis: RedisClient): Promise<string> {
   if (redis.status !== 'ready') return `connection ${redis.status}`;
   try {
     await withTimeout(redis.ping(), PROBE_TIMEOUT_MS, 'PING');

@@ -13,7 +13,7 @@
  * BullMQ scores jobs in order of arrival, so each priority's first is its oldest.
  * One Lua script per queue, O(distinct priorities), no scan of the queue.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 
 const SCRIPT = `
 local best = false
@@ -48,13 +48,13 @@ export interface QueueKeysLike {
  * When (ms since the epoch) the oldest waiting job of `q` began to wait, or
  * undefined when none waits. `redis`: a connection without keyPrefix (BullMQ's).
  */
-export async function oldestWaitingSince(redis: Redis, q: QueueKeysLike): Promise<number | undefined> {
+export async function oldestWaitingSince(redis: RedisClient, q: QueueKeysLike): Promise<number | undefined> {
   const r = (await redis.eval(SCRIPT, 2, q.keys.wait ?? q.toKey('wait'), q.keys.prioritized ?? q.toKey('prioritized'), q.toKey(''), 16, 64)) as string | null;
   return r === null ? undefined : Number(r);
 }
 
 /** Seconds the oldest waiting job of `q` has waited (0 when none waits). */
-export async function oldestWaitingSeconds(redis: Redis, q: QueueKeysLike, now = Date.now()): Promise<number> {
+export async function oldestWaitingSeconds(redis: RedisClient, q: QueueKeysLike, now = Date.now()): Promise<number> {
   const since = await oldestWaitingSince(redis, q);
   return since === undefined ? 0 : Math.max(0, (now - since) / 1000);
 }

@@ -4,7 +4,7 @@
  * the worker records them (worker/dead-letter-recorder.ts).
  */
 import { Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import { DeadLetter, removeDeadLetters } from '../queues/dead-letter-store.js';
 import { resubmit } from '../queues/resubmit.js';
 import { registryKeys } from '../registry/keys.js';
@@ -14,7 +14,7 @@ import { retryJob } from './retry-job.js';
 export { type DeadLetter, purgeDeadLetters } from '../queues/dead-letter-store.js';
 
 /** Page through dead letters oldest first, `batch` at a time. */
-export async function* scanDeadLetters(redis: Redis, prefix: string, opts: { since?: number; until?: number; batch?: number } = {}): AsyncGenerator<DeadLetter> {
+export async function* scanDeadLetters(redis: RedisClient, prefix: string, opts: { since?: number; until?: number; batch?: number } = {}): AsyncGenerator<DeadLetter> {
   const k = registryKeys(prefix);
   const batch = opts.batch ?? 500;
   let offset = 0;

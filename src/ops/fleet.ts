@@ -3,10 +3,9 @@
  * knows, and BullMQ Queue objects for their queues (opened lazily, closed once).
  */
 import { type Job, Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Config } from '../config/schema.js';
 import { errorKind } from '../lib/errors.js';
-import { producerConnection, waitReady } from '../queues/connection.js';
+import { openRedis, type RedisClient, type RedisRole } from '../redis/connect.js';
 import { type QueueKind, queueName } from '../queues/names.js';
 import { queueOptions } from '../queues/queue-options.js';
 import { type HostInfo, listHosts } from '../registry/host-registry.js';
@@ -23,14 +22,12 @@ export class Fleet {
   private readonly queues = new Map<string, Queue>();
   private constructor(
     readonly cfg: Config,
-    readonly redis: Redis,
+    readonly redis: RedisClient,
   ) {}
 
-  static async open(cfg: Config): Promise<Fleet> {
-    const redis = producerConnection(cfg.redisUrl);
-    redis.on('error', () => {});
-    await waitReady(redis, cfg.redisUrl);
-    return new Fleet(cfg, redis);
+  /** `role`: `command` for a CLI command (gives up when Redis stays away), `service` for the board (reconnects forever). */
+  static async open(cfg: Config, role: Extract<RedisRole, 'command' | 'service'> = 'command'): Promise<Fleet> {
+    return new Fleet(cfg, await openRedis(cfg, role));
   }
 
   /** The registered hosts; hosts silent for FLEETQ_HOST_RETENTION are dropped on the way (bounded, best effort). */

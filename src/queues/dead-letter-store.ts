@@ -5,7 +5,7 @@
  * Entries: HASH id → JSON entry, ZSET id → failedAt (registryKeys dlqEntries,
  * dlqIndex); the sweep's watermark per queue: HASH dlqSwept.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import { z } from 'zod';
 import { registryKeys } from '../registry/keys.js';
 
@@ -36,7 +36,7 @@ export const sweptKey = (prefix: string) => registryKeys(prefix).dlqSwept;
 /** FLEETQ_DLQ_MAX_AGE's default: dead letters older than this are dropped. */
 export const DLQ_DEFAULT_MAX_AGE_MS = 30 * 86_400_000;
 
-export async function removeDeadLetters(redis: Redis, prefix: string, ids: string[]): Promise<void> {
+export async function removeDeadLetters(redis: RedisClient, prefix: string, ids: string[]): Promise<void> {
   if (ids.length === 0) return;
   const k = registryKeys(prefix);
   await redis.multi().hdel(k.dlqEntries, ...ids).zrem(k.dlqIndex, ...ids).exec();
@@ -46,7 +46,7 @@ export async function removeDeadLetters(redis: Redis, prefix: string, ids: strin
  * Remove dead letters older than `olderThanMs`, in batches of `batch`, at
  * most `limit` in all (default: every one). Returns how many were removed.
  */
-export async function purgeDeadLetters(redis: Redis, prefix: string, olderThanMs: number, now = Date.now(), batch = 1000, limit = Number.POSITIVE_INFINITY): Promise<number> {
+export async function purgeDeadLetters(redis: RedisClient, prefix: string, olderThanMs: number, now = Date.now(), batch = 1000, limit = Number.POSITIVE_INFINITY): Promise<number> {
   let removed = 0;
   while (removed < limit) {
     const n = await dropExpiredDeadLetters(redis, prefix, now - olderThanMs, Math.min(batch, limit - removed), true);
@@ -57,7 +57,7 @@ export async function purgeDeadLetters(redis: Redis, prefix: string, olderThanMs
 }
 
 /** Drop up to `count` entries that failed before `cutoff` (`inclusive`: at `cutoff` too). */
-export async function dropExpiredDeadLetters(redis: Redis, prefix: string, cutoff: number, count: number, inclusive = false): Promise<number> {
+export async function dropExpiredDeadLetters(redis: RedisClient, prefix: string, cutoff: number, count: number, inclusive = false): Promise<number> {
   const ids = await redis.zrangebyscore(registryKeys(prefix).dlqIndex, '-inf', inclusive ? cutoff : `(${cutoff}`, 'LIMIT', 0, count);
   await removeDeadLetters(redis, prefix, ids);
   return ids.length;

@@ -30,7 +30,7 @@
  * (untagged queues fail on a Cluster at their first command).
  */
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import { listHosts } from '../registry/host-registry.js';
 import { registryKeys } from '../registry/keys.js';
 import { legacyQueueName, parseQueueName, type QueueKind, QUEUE_KINDS, queueName } from './names.js';
@@ -191,7 +191,7 @@ const WHY: Record<string, string> = {
 };
 
 /** Old queues: both kinds of every registered host, and every old-named queue found in Redis (SCAN for :meta and :id). */
-export async function findLegacyQueues(redis: Redis, prefix: string, downAfterMs = 30_000): Promise<LegacyQueue[]> {
+export async function findLegacyQueues(redis: RedisClient, prefix: string, downAfterMs = 30_000): Promise<LegacyQueue[]> {
   const found = new Map<string, LegacyQueue>();
   const add = (kind: QueueKind, host: string) => {
     const from = legacyQueueName(kind, host);
@@ -225,7 +225,7 @@ export interface MigrateOptions {
 
 type MoveCommand = (oldQ: string, newQ: string, id: string, state: string, dry: string, ...map: string[]) => Promise<string>;
 
-export async function migrateLegacyQueues(redis: Redis, opts: MigrateOptions): Promise<MigrationReport> {
+export async function migrateLegacyQueues(redis: RedisClient, opts: MigrateOptions): Promise<MigrationReport> {
   const { prefix } = opts;
   const batch = opts.batch ?? 200;
   if (!('fleetqMigrateJob' in redis)) redis.defineCommand('fleetqMigrateJob', { numberOfKeys: 0, lua: MOVE_SCRIPT });
@@ -277,7 +277,7 @@ export async function migrateLegacyQueues(redis: Redis, opts: MigrateOptions): P
 }
 
 /** Jobs in an old queue that are not completed. */
-async function leftOver(redis: Redis, oldQ: string): Promise<number> {
+async function leftOver(redis: RedisClient, oldQ: string): Promise<number> {
   let n = 0;
   for (const state of MIGRATED_STATES) {
     const key = `${oldQ}:${state}`;

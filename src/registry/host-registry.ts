@@ -13,7 +13,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import { z } from 'zod';
 import { legacyQueueName, QUEUE_KINDS, queueName } from '../queues/names.js';
 import { registryKeys } from './keys.js';
@@ -52,14 +52,14 @@ export function newInstanceId(): string {
 
 export type Announcement = Omit<WorkerAnnouncement, 'lastSeen' | 'machine' | 'health'> & Partial<Pick<WorkerAnnouncement, 'health'>>;
 
-export async function announce(redis: Redis, prefix: string, a: Announcement, now = Date.now()): Promise<void> {
+export async function announce(redis: RedisClient, prefix: string, a: Announcement, now = Date.now()): Promise<void> {
   const k = registryKeys(prefix);
   const full: WorkerAnnouncement = { ...a, health: a.health ?? 'ok', machine: hostname(), lastSeen: now };
   await redis.multi().hset(k.host(a.host), a.instance, JSON.stringify(full)).zadd(k.hosts, 'GT', now, a.host).exec();
 }
 
 /** On graceful stop: drop this instance (the host stays listed; with no live instance it shows as down). */
-export async function withdraw(redis: Redis, prefix: string, host: string, instance: string): Promise<void> {
+export async function withdraw(redis: RedisClient, prefix: string, host: string, instance: string): Promise<void> {
   await redis.hdel(registryKeys(prefix).host(host), instance);
 }
 
@@ -71,7 +71,7 @@ export interface ListHostsOptions {
 /** Hosts dropped per `listHosts` call at most: bounded work on every board refresh. */
 export const PRUNE_BATCH = 100;
 
-export async function listHosts(redis: Redis, prefix: string, downAfterMs: number, now = Date.now(), opts: ListHostsOptions = {}): Promise<HostInfo[]> {
+export async function listHosts(redis: RedisClient, prefix: string, downAfterMs: number, now = Date.now(), opts: ListHostsOptions = {}): Promise<HostInfo[]> {
   const k = registryKeys(prefix);
   if (opts.retentionMs !== undefined) await pruneHosts(redis, prefix, opts.retentionMs, now).catch(() => []);
   // A worker entry outlives its process only until it is this old (crash loops leave one per start).
@@ -139,7 +139,7 @@ export interface RemoveHostOptions {
  * jobs stay. Returns false when the host is not registered (or came back
  * after `silentSince`).
  */
-export async function removeHost(redis: Redis, prefix: string, host: string, opts: RemoveHostOptions = {}): Promise<boolean> {
+export async function removeHost(redis: RedisClient, prefix: string, host: string, opts: RemoveHostOptions = {}): Promise<boolean> {
   const k = registryKeys(prefix);
   const done = await redis.eval(REMOVE_HOST_SCRIPT, 3, k.hosts, k.host(host), k.dlqSwept, host, opts.silentSince === undefined ? '' : String(opts.silentSince), ...sweptFields(host));
   if (done !== 1) return false;
@@ -155,7 +155,7 @@ export async function removeHost(redis: Redis, prefix: string, host: string, opt
 }
 
 /** Drop up to `limit` hosts whose last heartbeat is older than `retentionMs`. Returns the hosts dropped. */
-export async function pruneHosts(redis: Redis, prefix: string, retentionMs: number, now = Date.now(), limit = PRUNE_BATCH): Promise<string[]> {
+export async function pruneHosts(redis: RedisClient, prefix: string, retentionMs: number, now = Date.now(), limit = PRUNE_BATCH): Promise<string[]> {
   const cutoff = now - retentionMs;
   const stale = await redis.zrangebyscore(registryKeys(prefix).hosts, '-inf', cutoff, 'LIMIT', 0, limit);
   const dropped: string[] = [];

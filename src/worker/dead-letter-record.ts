@@ -7,7 +7,7 @@
  * Who records when: worker/dead-letter-recorder.ts.
  */
 import type { Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import { DEAD_LETTER_MARK, type DeadLetter, deadLetterId, DLQ_DEFAULT_MAX_AGE_MS, dropExpiredDeadLetters } from '../queues/dead-letter-store.js';
 import { registryKeys } from '../registry/keys.js';
 
@@ -51,7 +51,7 @@ return 1
  * recording also drops up to TRIM_ON_RECORD entries older than the retention.
  */
 export async function recordDeadLetter(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   entry: Omit<DeadLetter, 'id'>,
   job?: { key: string; failedKey: string },

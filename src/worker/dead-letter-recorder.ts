@@ -28,7 +28,7 @@
  * the store never grows without bound and no call does unbounded work.
  */
 import { Job, type MinimalQueue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import type { Logger } from 'pino';
 import { errorMessage } from '../lib/errors.js';
 import { DEAD_LETTER_MARK, DLQ_DEFAULT_MAX_AGE_MS, purgeDeadLetters, sweptKey } from '../queues/dead-letter-store.js';
@@ -38,7 +38,7 @@ import { deadLetterFor, recordDeadLetter, TRIM_ON_SWEEP } from './dead-letter-re
 export type DeadLetterQueue = MinimalQueue & { readonly name: string };
 
 export interface DeadLetterRecorderOptions {
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   host: string;
   queues: DeadLetterQueue[];

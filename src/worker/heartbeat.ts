@@ -3,7 +3,7 @@
  * host registry (version, queues, concurrency, store health) and pushes its
  * metrics snapshot; on stop, one last snapshot, then it withdraws.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { errorMessage } from '../lib/errors.js';
@@ -15,7 +15,7 @@ import type { StoreHealth } from './store-health.js';
 
 export interface HeartbeatOptions {
   cfg: Pick<Config, 'prefix' | 'host' | 'concurrency' | 'restoreConcurrency' | 'heartbeatMs' | 'hostDownAfterMs'>;
-  redis: Redis;
+  redis: RedisClient;
   queues: string[];
   metrics: WorkerMetrics;
   health: StoreHealth;

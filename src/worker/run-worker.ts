@@ -12,7 +12,7 @@ import { loadImageAuthFile } from '../fetch/image-auth.js';
 import { startWorkerEndpoint } from '../metrics/metrics-server.js';
 import { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { startPeerServer } from '../peer/start-peer.js';
-import { redactRedisUrl } from '../queues/connection.js';
+import { describeRedisTarget, redisEndpoints, redisTarget } from '../redis/target.js';
 import { ensureLayout, sweepTemp } from '../store/blob-store.js';
 import { storePaths } from '../store/paths.js';
 import { VERSION } from '../version.js';
@@ -30,10 +30,11 @@ export interface RunningWorker {
 
 export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker> {
   // First: a bad FLEETQ_IMAGE_ALLOW is a ConfigError before anything is opened (open Redis connections would keep the process alive).
+  const redis = redisTarget(cfg);
   const dispatcher = createHttpClient({
     idleTimeoutMs: cfg.downloadIdleTimeoutMs,
     maxRedirects: cfg.maxRedirects,
-    policy: parseDestinationPolicy(cfg.imageAllow, { redisUrl: cfg.redisUrl }),
+    policy: parseDestinationPolicy(cfg.imageAllow, { redis: redisEndpoints(redis) }),
   });
   const imageAuth = loadImageAuthFile(cfg.imageAuthFile); // FLEETQ_IMAGE_AUTH_FILE: a ConfigError (0600, valid JSON) before anything is opened
   // FLEETQ_METRICS_PORT: /metrics and /healthz (503 "starting" until attached below); a port in use is a ConfigError here.
@@ -80,7 +81,7 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
   const heartbeat = await startHeartbeat({ cfg, redis: connections.lock, queues, metrics, health, log, peerUrl: peer?.advertisedUrl });
   endpoint?.attach({ host: cfg.host, metrics, health, paths, redis: connections.queue, queues: processors.workers });
   log.info(
-    { queues, concurrency: cfg.concurrency, restoreConcurrency: cfg.restoreConcurrency, root: cfg.root, redis: redactRedisUrl(cfg.redisUrl), prefix: cfg.prefix, version: VERSION, metrics: endpoint?.url, peer: peer?.advertisedUrl },
+    { queues, concurrency: cfg.concurrency, restoreConcurrency: cfg.restoreConcurrency, root: cfg.root, redis: describeRedisTarget(redis), prefix: cfg.prefix, version: VERSION, metrics: endpoint?.url, peer: peer?.advertisedUrl },
     'worker started',
   );
 

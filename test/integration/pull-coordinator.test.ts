@@ -8,18 +8,19 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pullLockRedisKey } from '../../src/lock/keys.js';
 import { Digest } from '../../src/lib/digest.js';
-import { lockConnection } from '../../src/lock/lock-connection.js';
+import { loadConfig } from '../../src/config/load.js';
+import { connectRedis, type RedisClient } from '../../src/redis/connect.js';
 import { LockLostError } from '../../src/lock/lock-errors.js';
 import { PullCoordinator } from '../../src/lock/pull-coordinator.js';
 import { ReleaseNotifier } from '../../src/lock/release-notifier.js';
 import { useTestRedis } from '../helpers/redis.js';
 
 const redis = useTestRedis();
-const clients: Redis[] = [];
+const clients: Array<Redis | RedisClient> = [];
 const log = pino({ level: 'silent' });
 
 function coordinator(ttlMs: number, logger = log): PullCoordinator {
-  const r = lockConnection(redis.url, 't'); // keyPrefix "t:": the lock lives at t:mutex:pull-lock:…
+  const r = connectRedis(loadConfig({ REDIS_URL: redis.url, FLEETQ_PREFIX: 't' }), 'mutex'); // keyPrefix "t:": the lock lives at t:mutex:pull-lock:…
   const sub = new Redis(redis.url, { maxRetriesPerRequest: null });
   clients.push(r, sub);
   return new PullCoordinator({ redis: r, notifier: new ReleaseNotifier(sub), prefix: 't', host: 'h', ttlMs, log: logger });

@@ -2,14 +2,13 @@
 import { randomBytes } from 'node:crypto';
 import { Queue, QueueEvents } from 'bullmq';
 import type { Command } from 'commander';
-import type { Redis } from 'ioredis';
 import { parsePayload } from '../../jobs/contracts/common.js';
 import { ENSURE_IMAGE, EnsureImagePayload } from '../../jobs/contracts/ensure-image.js';
 import { RESTORE, type RestoreInput, RestorePayload } from '../../jobs/contracts/restore.js';
 import { enqueueEnsureImage } from '../../queues/enqueue-ensure-image.js';
 import { enqueueRestore } from '../../queues/enqueue-restore.js';
 import { imageChildId, imageQueueName, restoreQueueName } from '../../queues/names.js';
-import { workerConnection } from '../../queues/connection.js';
+import { connectRedis, type RedisClient } from '../../redis/connect.js';
 import { queueOptions } from '../../queues/queue-options.js';
 import type { Config } from '../../config/schema.js';
 import { redactUrl } from '../../lib/redact.js';
@@ -129,10 +128,10 @@ async function submit(cfg: Config, kind: 'images' | 'restores', opts: SubmitFlag
 }
 
 /** A restore's images queue and its events, to show its base image's pull. */
-async function openChildQueue(cfg: Config, redis: Redis, name: string) {
+async function openChildQueue(cfg: Config, redis: RedisClient, name: string) {
   const queue = new Queue(name, { connection: redis, ...queueOptions(cfg.prefix) });
   queue.on('error', () => {});
-  const eventsRedis = workerConnection(cfg.redisUrl);
+  const eventsRedis = connectRedis(cfg, 'worker'); // QueueEvents blocks on XREAD
   eventsRedis.on('error', () => {});
   const events = new QueueEvents(name, { connection: eventsRedis, prefix: cfg.prefix });
   events.on('error', () => {});

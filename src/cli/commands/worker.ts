@@ -15,6 +15,7 @@ import type { ConfigOverrides } from '../../config/load.js';
 import { redactUrl } from '../../lib/redact.js';
 import { sleep } from '../../lib/shutdown.js';
 import { RedisServerMissingError, redisAnswers, startRedisServer, type RedisServer } from '../../redis/redis-server.js';
+import { describeRedisTarget, redisTarget } from '../../redis/target.js';
 import { startHostWorker } from '../../worker/host-worker.js';
 import { checkLocalState, cliConfig, envConfig, type LocalState, LOCAL_STATE_SHOWN, localStatePath, redisUrlInEnv, removeLocalState, writeLocalState } from '../context.js';
 import type { RunningBoard } from '../../board/server.js';
@@ -69,7 +70,9 @@ async function startWorker(flags: WorkerFlags, redis?: StartRedis, boardPort?: n
       writeLocalState(statePath, { redisUrl: redis.url, host: cfg.host, pid: process.pid, redisPid: embedded?.process.pid });
       process.stderr.write(`REDIS_URL=${redis.url} FLEETQ_HOST=${cfg.host} (saved to ${LOCAL_STATE_SHOWN}; fleetq commands in this directory use it)\n`);
     } else {
-      process.stderr.write(`REDIS_URL=${redactUrl(cfg.redisUrl)} FLEETQ_HOST=${cfg.host} (from your environment)\n`);
+      const target = redisTarget(cfg);
+      const shown = target.mode === 'single' ? `REDIS_URL=${redactUrl(target.url)}` : `Redis: ${describeRedisTarget(target)}`;
+      process.stderr.write(`${shown} FLEETQ_HOST=${cfg.host} (from your environment)\n`);
     }
   }
   if (boardPort !== undefined) {

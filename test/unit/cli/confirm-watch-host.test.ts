@@ -5,7 +5,7 @@ import { noLiveWorker } from '../../../src/cli/live-host.js';
 import { UsageError } from '../../../src/cli/usage-error.js';
 import { changeLine, diffRows, progressCell, rowKey, type WatchRow } from '../../../src/cli/watch.js';
 import { ConfigError } from '../../../src/lib/errors.js';
-import { redisDbIndex } from '../../../src/queues/connection.js';
+import { redisDbIndex } from '../../../src/redis/target.js';
 import type { HostInfo, WorkerAnnouncement } from '../../../src/registry/host-registry.js';
 
 describe('confirm', () => {

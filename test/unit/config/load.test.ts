@@ -1,11 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config/load.js';
 import { ConfigError } from '../../../src/lib/errors.js';
+import { redisTarget } from '../../../src/redis/target.js';
 
 describe('config', () => {
   it('has sane defaults', () => {
     const cfg = loadConfig({});
-    expect(cfg.redisUrl).toBe('redis://127.0.0.1:6379');
+    expect(cfg.redisUrl).toBeUndefined(); // unset: a single Redis on loopback (Cluster and Sentinel leave it unset too)
+    expect(redisTarget(cfg)).toMatchObject({ mode: 'single', url: 'redis://127.0.0.1:6379' });
     expect(cfg.prefix).toBe('fleetq');
     expect(cfg.root.endsWith('/var/cocoon')).toBe(true);
     expect(cfg.maxImageSize).toBe(20 * 1024 ** 3);
