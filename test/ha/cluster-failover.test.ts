@@ -103,7 +103,7 @@ describe('Redis Cluster: a master dies during a herd', () => {
       waitErrors: records.reduce((n, r) => n + r.waitErrors, 0),
       killedAfterAcked: KILL_AFTER,
       promotionMs,
-      firstCompletionAfterKillMs: resumedAfter(a.finishedOn, killedAt),
+      workersResumedMs: await resumedAfter(queue, records, killedAt),
       longestProcessingGapMs: longestGap(a.finishedOn, killedAt, last),
       reviveMs,
       upstreamGets: upstream.gets('/failover/herd.img'),
@@ -119,8 +119,7 @@ describe('Redis Cluster: a master dies during a herd', () => {
     expect(a.completed + a.lost.length).toBe(JOBS);
     // The workers were never restarted, and processing resumed within node timeout + election + lock expiry, with slack.
     expect(figures.workerExits).toBe(0);
-    expect(figures.firstCompletionAfterKillMs).toBeDefined();
+    expect(figures.workersResumedMs).toBeLessThan(30_000);
     expect(figures.longestProcessingGapMs).toBeLessThan(30_000);
-    expect(a.finishedOn.filter((t) => t > killedAt + promotionMs).length).toBeGreaterThan(0);
   });
 });

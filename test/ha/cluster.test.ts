@@ -36,7 +36,10 @@ const redisEnv = () => ({ FLEETQ_REDIS_CLUSTER_NODES: ha.cluster.seeds });
 const connect = () => clusterClient(ha.cluster.seeds);
 const TIMING = { FLEETQ_HEARTBEAT: '200ms', FLEETQ_HOST_DOWN_AFTER: '3s' };
 
+/** The test's client of a queue (one per queue, closed at the end). */
 async function queue(name: string): Promise<QueueClient> {
+  const open = clients.find((c) => c.queue.name === name);
+  if (open) return open;
   const q = await queueClient(connect, name);
   clients.push(q);
   return q;
@@ -147,7 +150,8 @@ describe('fleetq on a Redis Cluster', () => {
   });
 
   it("the board's API lists every host's queues, shows jobs and retries a failed one", async () => {
-    const q = clients.find((c) => c.queue.name === imageQueueName(HOSTS.ops))!;
+    if (!workers.some((w) => w.logs.some((l) => l.host === HOSTS.ops))) await worker(HOSTS.ops, root());
+    const q = await queue(imageQueueName(HOSTS.ops));
     const img = qcow2Image(302);
     const url = upstream.serve('/cluster/board/img', img.body, { faults: [{ kind: 'status', status: 500 }] });
     const { jobId } = await enqueueEnsureImage(q.queue, { image: url, imageDigest: img.digest }, { host: HOSTS.ops, attempts: 1, backoffMs: 10 });

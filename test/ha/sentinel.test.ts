@@ -74,8 +74,8 @@ async function fleet(s: TestSentinel, host: string, producer: { failoverDetector
   return { workers, queue, conn, root };
 }
 
-/** Completions a worker logged after `t` (pino's `time`, ms since epoch). */
-const doneAfter = (w: WorkerProcess, t: number) => w.logs.filter((l) => l.msg === 'ensure-image done' && Number(l.time) > t).length;
+/** Completions a worker logged after `t` (ms since epoch; pino's `time` is an ISO string). */
+const doneAfter = (w: WorkerProcess, t: number) => w.logs.filter((l) => l.msg === 'ensure-image done' && Date.parse(String(l.time)) > t).length;
 
 describe('Redis Sentinel', () => {
   it('kill -9 of the primary during a workload: workers and board reconnect by themselves; every job completes', async () => {
@@ -124,7 +124,7 @@ describe('Redis Sentinel', () => {
       addErrors: a.addErrors,
       reAdds: a.reAdds,
       promotionMs,
-      firstCompletionAfterKillMs: resumedAfter(a.finishedOn, killedAt),
+      workersResumedMs: await resumedAfter(f.queue, records, killedAt),
       longestProcessingGapMs: longestGap(a.finishedOn, killedAt, last),
       reviveMs,
       completionsAfterKillPerWorker: f.workers.map((w) => doneAfter(w, killedAt)),
@@ -136,6 +136,7 @@ describe('Redis Sentinel', () => {
     expect(a.stuck).toEqual([]);
     expect(a.completed).toBe(JOBS);
     // Both worker processes, never restarted, processed jobs after the failover.
+    expect(figures.workersResumedMs).toBeLessThan(30_000);
     for (const w of f.workers) expect(w.proc.exitCode).toBeNull();
     await expect.poll(() => f.workers.map((w) => doneAfter(w, killedAt) > 0), { timeout: 10_000, interval: 100 }).toEqual([true, true]);
     // The board follows the new primary: healthy, and its counts are the new primary's.

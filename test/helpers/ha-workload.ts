@@ -137,10 +137,20 @@ export async function account(queue: Queue, records: AddRecord[], timeoutMs: num
   };
 }
 
-/** Time from `at` until the first completion after it (how long processing stopped), in ms; undefined if none. */
-export function resumedAfter(finishedOn: number[], at: number): number | undefined {
-  const next = finishedOn.find((t) => t > at);
-  return next === undefined ? undefined : next - at;
+/**
+ * Time from `at` (a crash) until the first completion of a job that add()
+ * acknowledged after `at`: such a job can only have been added to, and
+ * processed on, the new master, so this is when the workers were working
+ * again. Undefined when none completed.
+ */
+export async function resumedAfter(queue: Queue, records: AddRecord[], at: number): Promise<number | undefined> {
+  let first: number | undefined;
+  for (const r of records) {
+    if (r.ackedAt === undefined || r.ackedAt <= at) continue;
+    const j = await Job.fromId(queue, r.id);
+    if (j?.finishedOn && (first === undefined || j.finishedOn < first)) first = j.finishedOn;
+  }
+  return first === undefined ? undefined : first - at;
 }
 
 /** The longest pause between consecutive completions inside [from, to], in ms. */
