@@ -10,7 +10,7 @@ import { AggregatorRegistry, Gauge, Registry, type MetricObjectWithValues, type 
 import { oldestWaitingSeconds } from '../metrics/queue-age.js';
 import { collectProcessMetrics, registerBuildInfo } from '../metrics/stock-metrics.js';
 import type { Fleet } from '../ops/fleet.js';
-import { registryKeys } from '../registry/keys.js';
+import { readMetricsSnapshots } from '../registry/metrics-snapshots.js';
 
 const STATES = ['waiting', 'prioritized', 'waiting-children', 'active', 'delayed', 'failed', 'completed'] as const;
 
@@ -20,15 +20,9 @@ export function createMetricsRenderer(fleet: Fleet) {
   registerBuildInfo(own);
 
   return async (): Promise<{ contentType: string; body: string }> => {
-    const snapshots: Array<Array<MetricObjectWithValues<MetricValue<string>>>> = [];
-    let cursor = '0';
-    do {
-      const [next, keys] = await fleet.redis.scan(cursor, 'MATCH', registryKeys(fleet.cfg.prefix).metricsPattern, 'COUNT', 200);
-      cursor = next;
-      if (keys.length) {
-        for (const v of await fleet.redis.mget(...keys)) if (v) snapshots.push(JSON.parse(v));
-      }
-    } while (cursor !== '0');
+    const hosts = await fleet.hosts();
+    // Per host, from its snapshot index (no SCAN: on a Cluster it would see one node).
+    const snapshots = (await readMetricsSnapshots(fleet.redis, fleet.cfg.prefix, hosts.map((h) => h.host))) as Array<Array<MetricObjectWithValues<MetricValue<string>>>>;
     const aggregated = AggregatorRegistry.aggregate(snapshots as never);
 
     const scrape = new Registry();
@@ -42,7 +36,6 @@ export function createMetricsRenderer(fleet: Fleet) {
       registers: [scrape],
     });
     const now = Date.now();
-    const hosts = await fleet.hosts();
     hostsGauge.set({ state: 'up' }, hosts.filter((h) => h.state === 'up').length);
     hostsGauge.set({ state: 'down' }, hosts.filter((h) => h.state === 'down').length);
     for (const h of hosts) {

@@ -6,11 +6,18 @@
  * (an ACL of `~fleetq:*` must cover every key), the Mutex runs on a client of
  * its own whose ioredis `keyPrefix` is `<prefix>:` (lock-connection.ts;
  * never a BullMQ connection: BullMQ refuses a keyPrefix). So:
- *   - `pullLockKey(host, key)` is what the Mutex is given: `pull-lock:<host>:digest:<hex>`;
+ *   - `pullLockKey(host, key)` is what the Mutex is given: `pull-lock:{<host>}:digest:<hex>`;
  *   - `mutexRedisKey(…)` is what redis-semaphore asks Redis for, before the client's keyPrefix;
- *   - `pullLockRedisKey(prefix, host, key)` is the key as stored: `<prefix>:mutex:pull-lock:<host>:digest:<hex>`.
+ *   - `pullLockRedisKey(prefix, host, key)` is the key as stored: `<prefix>:mutex:pull-lock:{<host>}:digest:<hex>`.
+ * The `{<host>}` hash tag puts a host's locks in the Cluster slot of its
+ * queues (a lock is one key, so any slot would do; this one lives and fails
+ * over with the host's jobs).
  * The release channel is not a key (ioredis does not prefix channels): it
- * carries the prefix itself, `<prefix>:pull-released:<host>:…`.
+ * carries the prefix itself, `<prefix>:pull-released:<host>:…`. Classic
+ * PUBLISH/SUBSCRIBE: on a Cluster a message reaches every node, so a follower
+ * connected to any node hears it (sharded pub/sub is not used: with ioredis 5
+ * a subscription dies silently on a failover); the TTL wait stays the
+ * fallback for a message lost in a failover.
  */
 import { createHash } from 'node:crypto';
 import type { Digest } from '../lib/digest.js';
@@ -43,7 +50,7 @@ export function lockKeyPrefix(prefix: string): string {
 
 /** The Mutex's key, relative to the lock client's keyPrefix (redis-semaphore prepends "mutex:"). */
 export function pullLockKey(host: string, key: PullKey): string {
-  return `pull-lock:${host}:${keyPart(key)}`;
+  return `pull-lock:{${host}}:${keyPart(key)}`;
 }
 
 /** The key redis-semaphore's Mutex sends (it prepends "mutex:"), before the client's keyPrefix. */
@@ -51,7 +58,7 @@ export function mutexRedisKey(lockKey: string): string {
   return `mutex:${lockKey}`;
 }
 
-/** The pull lock's key as stored in Redis: `<prefix>:mutex:pull-lock:<host>:…` (read it with a plain client). */
+/** The pull lock's key as stored in Redis: `<prefix>:mutex:pull-lock:{<host>}:…` (read it with a plain client). */
 export function pullLockRedisKey(prefix: string, host: string, key: PullKey): string {
   return `${lockKeyPrefix(prefix)}${mutexRedisKey(pullLockKey(host, key))}`;
 }

@@ -5,17 +5,25 @@
  */
 import { Job } from 'bullmq';
 import type { RedisClient } from '../redis/connect.js';
-import { DeadLetter, removeDeadLetters } from '../queues/dead-letter-store.js';
+import { DeadLetter, deadLetterHosts, removeDeadLetters } from '../queues/dead-letter-store.js';
 import { resubmit } from '../queues/resubmit.js';
-import { registryKeys } from '../registry/keys.js';
+import { hostKeys } from '../registry/keys.js';
 import type { Fleet } from './fleet.js';
 import { retryJob } from './retry-job.js';
 
 export { type DeadLetter, purgeDeadLetters } from '../queues/dead-letter-store.js';
 
-/** Page through dead letters oldest first, `batch` at a time. */
-export async function* scanDeadLetters(redis: RedisClient, prefix: string, opts: { since?: number; until?: number; batch?: number } = {}): AsyncGenerator<DeadLetter> {
-  const k = registryKeys(prefix);
+export interface ScanOptions {
+  since?: number;
+  until?: number;
+  batch?: number;
+  /** Only these hosts (default: every host with a dead-letter store). */
+  hosts?: readonly string[];
+}
+
+/** One host's dead letters, oldest first, `batch` at a time (its store is in its own Cluster slot). */
+async function* hostDeadLetters(redis: RedisClient, prefix: string, host: string, opts: ScanOptions): AsyncGenerator<DeadLetter> {
+  const k = hostKeys(prefix, host);
   const batch = opts.batch ?? 500;
   let offset = 0;
   for (;;) {
@@ -28,6 +36,26 @@ export async function* scanDeadLetters(redis: RedisClient, prefix: string, opts:
       if (parsed.success) yield parsed.data;
     }
     offset += ids.length;
+  }
+}
+
+/** Page through dead letters of every host, oldest first (a merge of the hosts' stores), `batch` at a time per host. */
+export async function* scanDeadLetters(redis: RedisClient, prefix: string, opts: ScanOptions = {}): AsyncGenerator<DeadLetter> {
+  const hosts = opts.hosts ?? (await deadLetterHosts(redis, prefix));
+  const heads: Array<{ it: AsyncGenerator<DeadLetter>; d: DeadLetter }> = [];
+  for (const host of hosts) {
+    const it = hostDeadLetters(redis, prefix, host, opts);
+    const first = await it.next();
+    if (!first.done) heads.push({ it, d: first.value });
+  }
+  while (heads.length > 0) {
+    let i = 0;
+    for (let j = 1; j < heads.length; j++) if (heads[j]!.d.failedAt < heads[i]!.d.failedAt) i = j;
+    const head = heads[i]!;
+    yield head.d;
+    const next = await head.it.next();
+    if (next.done) heads.splice(i, 1);
+    else head.d = next.value;
   }
 }
 

@@ -32,7 +32,7 @@
 import { Queue } from 'bullmq';
 import type { RedisClient } from '../redis/connect.js';
 import { listHosts } from '../registry/host-registry.js';
-import { registryKeys } from '../registry/keys.js';
+import { hostKeys } from '../registry/keys.js';
 import { legacyQueueName, parseQueueName, type QueueKind, QUEUE_KINDS, queueName } from './names.js';
 import { queueOptions } from './queue-options.js';
 
@@ -265,7 +265,7 @@ export async function migrateLegacyQueues(redis: RedisClient, opts: MigrateOptio
       old.on('error', () => {});
       try {
         await old.obliterate({ force: true });
-        await redis.hdel(registryKeys(prefix).dlqSwept, q.from);
+        await redis.hdel(hostKeys(prefix, q.host).dlqSwept, q.from);
         result.removed = true;
       } finally {
         await old.close().catch(() => {});

@@ -8,15 +8,20 @@
  * command that lists hosts; at most PRUNE_BATCH hosts per call), and
  * `removeHost` (`fleetq hosts rm`) drops one at once. Dropping a host removes
  * its registry entries, metrics snapshots and dead-letter sweep watermarks,
- * never its queues or jobs; a worker that comes back re-registers with its
- * next heartbeat.
+ * never its queues, jobs or dead letters; a worker that comes back
+ * re-registers with its next heartbeat.
+ *
+ * Keys (registry/keys.ts): the hosts zset and each host's announcements hash
+ * share the `{registry}` slot, so an announcement and dropping a host are one
+ * MULTI / script on a Cluster too; a host's own keys (metrics, watermarks)
+ * are in its `{<host>}` slot and dropped after the registry entry.
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { RedisClient } from '../redis/connect.js';
 import { z } from 'zod';
-import { legacyQueueName, QUEUE_KINDS, queueName } from '../queues/names.js';
-import { registryKeys } from './keys.js';
+import { hostKeys, registryKeys } from './keys.js';
+import { dropMetricsSnapshots } from './metrics-snapshots.js';
 
 export const WorkerAnnouncement = z.object({
   instance: z.string(),
@@ -107,7 +112,7 @@ function safeJson(v: string): unknown {
 }
 
 /**
- * KEYS: hosts zset, the host's hash, dead-letter watermarks. ARGV: host, cutoff ('' = none), watermark fields.
+ * KEYS: hosts zset, the host's hash (one slot: `{registry}`). ARGV: host, cutoff ('' = none).
  * Drops the host unless it has sent a heartbeat after the cutoff (a worker that came back meanwhile stays).
  * Returns 1 (dropped), 0 (not registered), -1 (seen after the cutoff).
  */
@@ -117,19 +122,13 @@ if not seen then return 0 end
 if ARGV[2] ~= '' and tonumber(seen) > tonumber(ARGV[2]) then return -1 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2])
-for i = 3, #ARGV do redis.call('HDEL', KEYS[3], ARGV[i]) end
 return 1
 `;
-
-/** The dead-letter sweep watermarks a host's queues have (current and pre-migration names). */
-function sweptFields(host: string): string[] {
-  return QUEUE_KINDS.flatMap((kind) => [queueName(kind, host), legacyQueueName(kind, host)]);
-}
 
 export interface RemoveHostOptions {
   /** Only if the host's last heartbeat is at or before this time (ms): retention must not drop a host that just came back. */
   silentSince?: number | undefined;
-  /** Also delete the host's metrics snapshots now (a SCAN; default true). Retention skips it: they expired long ago. */
+  /** Also delete the host's metrics snapshots now (default true). Retention skips it: they expired long ago. */
   metrics?: boolean | undefined;
 }
 
@@ -141,16 +140,13 @@ export interface RemoveHostOptions {
  */
 export async function removeHost(redis: RedisClient, prefix: string, host: string, opts: RemoveHostOptions = {}): Promise<boolean> {
   const k = registryKeys(prefix);
-  const done = await redis.eval(REMOVE_HOST_SCRIPT, 3, k.hosts, k.host(host), k.dlqSwept, host, opts.silentSince === undefined ? '' : String(opts.silentSince), ...sweptFields(host));
+  const done = await redis.eval(REMOVE_HOST_SCRIPT, 2, k.hosts, k.host(host), host, opts.silentSince === undefined ? '' : String(opts.silentSince));
   if (done !== 1) return false;
+  // The host's own slot: its sweep watermarks (a crash before this leaves them; harmless, and a later `hosts rm` of the re-registered host drops them).
+  await redis.del(hostKeys(prefix, host).dlqSwept);
   if (opts.metrics === false) return true;
   // Snapshots expire by themselves (TTL); drop them now so the board's /metrics stops showing the host.
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', k.hostMetricsPattern(host), 'COUNT', 500);
-    cursor = next;
-    if (keys.length) await redis.del(...keys);
-  } while (cursor !== '0');
+  await dropMetricsSnapshots(redis, prefix, host);
   return true;
 }
 

@@ -8,8 +8,8 @@
  */
 import type { Job } from 'bullmq';
 import type { RedisClient } from '../redis/connect.js';
-import { DEAD_LETTER_MARK, type DeadLetter, deadLetterId, DLQ_DEFAULT_MAX_AGE_MS, dropExpiredDeadLetters } from '../queues/dead-letter-store.js';
-import { registryKeys } from '../registry/keys.js';
+import { DEAD_LETTER_MARK, type DeadLetter, deadLetterHost, deadLetterId, DLQ_DEFAULT_MAX_AGE_MS, dropExpiredDeadLetters } from '../queues/dead-letter-store.js';
+import { hostKeys, registryKeys } from '../registry/keys.js';
 
 /** Expired entries dropped per recording, and per sweep, at most. */
 export const TRIM_ON_RECORD = 100;
@@ -22,7 +22,8 @@ export interface DeadLetterRetention {
 }
 
 /**
- * KEYS: entries, index, job hash, queue's failed set. ARGV: id, originalId, entry JSON, failedAt, mark field,
+ * KEYS: entries, index, job hash, queue's failed set: all four in the host's slot (`{<host>}`: the store's
+ * keys are tagged with the host, the queue is `images-{<host>}` / `restores-{<host>}`). ARGV: id, originalId, entry JSON, failedAt, mark field,
  * retention cutoff (ms), how many expired entries to drop at most.
  * Records only while the job is in `failed` (a job retried meanwhile is not dead) and this failure is not
  * marked yet (recorded by the other path, or recorded and purged since: 2), and marks the job.
@@ -57,12 +58,16 @@ export async function recordDeadLetter(
   job?: { key: string; failedKey: string },
   retention: DeadLetterRetention = {},
 ): Promise<DeadLetter | undefined> {
-  const k = registryKeys(prefix);
   const full: DeadLetter = { id: deadLetterId(entry.queue, entry.originalId), ...entry };
+  // Stored under its queue's host (what removeDeadLetters derives from the id).
+  const host = deadLetterHost(full.id) ?? entry.host;
+  const k = hostKeys(prefix, host);
   const cutoff = (retention.now ?? Date.now()) - (retention.maxAgeMs ?? DLQ_DEFAULT_MAX_AGE_MS);
+  // First, in the {registry} slot: the host is where `fleetq dlq` looks (idempotent; never after the entry).
+  await redis.sadd(registryKeys(prefix).dlqHosts, host);
   if (!job) {
     await redis.multi().hset(k.dlqEntries, full.id, JSON.stringify(full)).zadd(k.dlqIndex, full.failedAt, full.id).exec();
-    await dropExpiredDeadLetters(redis, prefix, cutoff, TRIM_ON_RECORD);
+    await dropExpiredDeadLetters(redis, prefix, host, cutoff, TRIM_ON_RECORD);
     return full;
   }
   const done = await redis.eval(

@@ -17,7 +17,7 @@
  *     in the same script as the entry, so it lives and dies with the job, and
  *     `dlq purge` / `dlq requeue` never see their entries come back. A retried
  *     job that dies again has a new `finishedOn`, so it is recorded again.
- *   - each sweep starts from a per-queue watermark (`<prefix>:dlq:swept`), the
+ *   - each sweep starts from a per-queue watermark (`<prefix>:{<host>}:dlq:swept`), the
  *     oldest failure not yet known recorded, so it reads only recent failures.
  * Every error on the way is logged and counted
  * (fleetq_dead_letter_record_failures_total, fleetq_redis_errors_total{op="dead-letter"}).
@@ -155,7 +155,8 @@ export class DeadLetterRecorder {
       if (!this.closed) {
         try {
           // Retention: bounded, so a sweep after a long outage does not block Redis.
-          const dropped = await purgeDeadLetters(this.o.redis, this.o.prefix, this.maxAgeMs, Date.now(), 1000, TRIM_ON_SWEEP);
+          // This host's store only (other hosts' workers keep theirs; `fleetq dlq purge` does every host).
+          const dropped = await purgeDeadLetters(this.o.redis, this.o.prefix, this.maxAgeMs, { hosts: [this.o.host], limit: TRIM_ON_SWEEP });
           this.o.onExpired?.(dropped);
           if (dropped) this.o.log.info({ dropped, maxAgeMs: this.maxAgeMs }, 'dead letters past their retention dropped');
         } catch (e) {
@@ -179,10 +180,10 @@ export class DeadLetterRecorder {
   private async sweepQueue(q: DeadLetterQueue): Promise<void> {
     const r = this.o.redis;
     const startedAt = Date.now();
-    const watermark = await r.hget(sweptKey(this.o.prefix), q.name);
+    const watermark = await r.hget(sweptKey(this.o.prefix, this.o.host), q.name);
     if (watermark === null) {
       // First sweep of this queue ever: failures from now on are ours (older ones predate the marks).
-      await r.hset(sweptKey(this.o.prefix), q.name, String(startedAt));
+      await r.hset(sweptKey(this.o.prefix, this.o.host), q.name, String(startedAt));
       return;
     }
     const failedKey = q.keys.failed!;
@@ -223,7 +224,7 @@ export class DeadLetterRecorder {
       min = fresh.length ? String(last) : `(${last}`;
     }
     // Everything that failed before this sweep started is recorded now.
-    await r.hset(sweptKey(this.o.prefix), q.name, String(Math.max(Number(watermark), startedAt)));
+    await r.hset(sweptKey(this.o.prefix, this.o.host), q.name, String(Math.max(Number(watermark), startedAt)));
     if (recovered) this.o.log.info({ queue: q.name, recovered }, 'dead-letter sweep recorded failures that had been missed');
   }
 

@@ -9,7 +9,7 @@ import type { Config } from '../config/schema.js';
 import { errorMessage } from '../lib/errors.js';
 import type { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { announce, newInstanceId, withdraw } from '../registry/host-registry.js';
-import { registryKeys } from '../registry/keys.js';
+import { pushMetricsSnapshot } from '../registry/metrics-snapshots.js';
 import { VERSION } from '../version.js';
 import type { StoreHealth } from './store-health.js';
 
@@ -48,7 +48,7 @@ export async function startHeartbeat(o: HeartbeatOptions): Promise<Heartbeat> {
       healthDetail: o.health.detail,
       ...(o.peerUrl ? { peerUrl: o.peerUrl } : {}),
     });
-    await redis.set(registryKeys(cfg.prefix).metrics(cfg.host, instance), await o.metrics.snapshot(), 'PX', Math.max(3_600_000, cfg.hostDownAfterMs * 10));
+    await pushMetricsSnapshot(redis, cfg.prefix, cfg.host, instance, await o.metrics.snapshot(), Math.max(3_600_000, cfg.hostDownAfterMs * 10));
   };
   await beat();
   const timer = setInterval(() => {

@@ -13,6 +13,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueEnsureImage } from '../../src/queues/enqueue-ensure-image.js';
 import { imageQueueName } from '../../src/queues/names.js';
+import { hostKeys } from '../../src/registry/keys.js';
 import { qcow2Image } from '../helpers/images.js';
 import { queueClient, type QueueClient } from '../helpers/queue.js';
 import { useTestRedis } from '../helpers/redis.js';
@@ -65,7 +66,7 @@ async function dlqIds(): Promise<string[]> {
 
 /** A worker's last metrics snapshot (pushed to Redis with its heartbeat), as name{labels} → value. */
 async function metricsOf(host: string): Promise<Record<string, number>> {
-  const keys = await admin.keys(`fleetq:metrics:${host}:*`);
+  const keys = (await admin.zrange(hostKeys('fleetq', host).metricsIndex, 0, -1)).map((i) => hostKeys('fleetq', host).metrics(i));
   const out: Record<string, number> = {};
   for (const k of keys) {
     for (const m of JSON.parse((await admin.get(k)) ?? '[]') as Array<{ name: string; values: Array<{ labels: Record<string, string>; value: number }> }>) {
@@ -110,7 +111,7 @@ describe('dead letters under Redis OOM (maxmemory + noeviction)', () => {
     const refused = w.logs.filter((l) => String(l.msg).startsWith('dead-letter record failed'));
     expect(refused.length).toBeGreaterThanOrEqual(6 * 5);
     expect(refused[0]!.err).toMatch(/^OOM command not allowed/);
-    expect(await admin.hlen('fleetq:dlq:entries')).toBe(0);
+    expect(await admin.hlen(hostKeys('fleetq', 'dl-1').dlqEntries)).toBe(0);
     // The job attempts that Redis itself failed are said so (and cost the job its only attempt).
     const lost = w.logs.filter((l) => String(l.msg).startsWith('job attempt failed on a Redis error'));
     expect(lost.map((l) => l.jobId).sort()).toEqual([...dead].sort());

@@ -32,7 +32,8 @@ import {
 } from '../../src/queues/names.js';
 import { EVENTS_MAX_LEN, queueOptions } from '../../src/queues/queue-options.js';
 import { announce, listHosts } from '../../src/registry/host-registry.js';
-import { registryKeys } from '../../src/registry/keys.js';
+import { pushMetricsSnapshot } from '../../src/registry/metrics-snapshots.js';
+import { hostKeys, registryKeys } from '../../src/registry/keys.js';
 import { basic, type BoardProcess, startBoardProcess } from '../helpers/board-process.js';
 import { cocoonWorkerEnv, plantSnapshot, setHostCores } from '../helpers/cocoon.js';
 import { qcow2Image } from '../helpers/images.js';
@@ -184,7 +185,7 @@ describe(`every key and channel under "${PREFIX}:"`, () => {
     // A dead letter: a URL that 404s, one attempt.
     dlqJob = (await enqueueEnsureImage(images.queue, { image: upstream.url('/kn/missing.qcow2'), imageDigest: qcow2Image(612).digest }, { host: HOST, attempts: 1, backoffMs: 100 })).jobId;
     expect((await images.settle(dlqJob)).state).toBe('failed');
-    await expect.poll(async () => (await admin.hkeys(registryKeys(PREFIX).dlqEntries)).join(','), { timeout: 10_000 }).toContain(dlqJob);
+    await expect.poll(async () => (await admin.hkeys(hostKeys(PREFIX, HOST).dlqEntries)).join(','), { timeout: 10_000 }).toContain(dlqJob);
   });
 
   it('the board\'s API groups the host\'s queues under their board names (prefix "<host>:", delimiter ":")', async () => {
@@ -214,11 +215,11 @@ describe(`every key and channel under "${PREFIX}:"`, () => {
     } while (cursor !== '0');
     expect(keys.length).toBeGreaterThan(20);
     expect(keys.filter((k) => !k.startsWith(`${PREFIX}:`))).toEqual([]);
-    expect(keys).toEqual(expect.arrayContaining([registryKeys(PREFIX).hosts, registryKeys(PREFIX).dlqIndex, `${PREFIX}:${imageQueueName(HOST)}:events`, `${PREFIX}:${restoreQueueName(HOST)}:completed`]));
+    expect(keys).toEqual(expect.arrayContaining([registryKeys(PREFIX).hosts, hostKeys(PREFIX, HOST).dlqIndex, `${PREFIX}:${imageQueueName(HOST)}:events`, `${PREFIX}:${restoreQueueName(HOST)}:completed`]));
 
     // The lock is released by now; MONITOR saw redis-semaphore take and release it under the prefix.
     const lockKey = pullLockRedisKey(PREFIX, HOST, { kind: 'digest', digest: Digest.parse(qcow2Image(610).digest) });
-    expect(lockKey).toMatch(new RegExp(`^${PREFIX}:mutex:pull-lock:${HOST}:digest:[0-9a-f]{64}$`));
+    expect(lockKey).toMatch(new RegExp(`^${PREFIX}:mutex:pull-lock:\\{${HOST}\\}:digest:[0-9a-f]{64}$`));
     expect(commands.some((c) => c.includes(lockKey) && /^(set|eval|evalsha)$/i.test(c[0]!))).toBe(true);
     expect(commands.some((c) => c.some((a) => a.startsWith('mutex:')))).toBe(false);
   });
@@ -301,7 +302,7 @@ describe('bounded: event streams, dead letters, the host registry', () => {
     await recorder.close();
     expect(await ids()).toEqual(['new-1']);
     // This worker's dead letter (recorded in the test above) is still there.
-    expect((await admin.zcard(registryKeys(PREFIX).dlqIndex)) >= 2).toBe(true);
+    expect(await admin.zcard(hostKeys(PREFIX, HOST).dlqIndex)).toBeGreaterThanOrEqual(1);
   });
 
   it('a host silent for FLEETQ_HOST_RETENTION is dropped from the registry when hosts are listed; one that came back stays', async () => {
@@ -310,13 +311,13 @@ describe('bounded: event streams, dead letters, the host registry', () => {
     await ghost('kn-ghost', old);
     await ghost('kn-back', old, 'kn-back-crashed');
     await ghost('kn-back', Date.now());
-    await admin.hset(registryKeys(PREFIX).dlqSwept, imageQueueName('kn-ghost'), String(old));
+    await admin.hset(hostKeys(PREFIX, 'kn-ghost').dlqSwept, imageQueueName('kn-ghost'), String(old));
     const listed = (await listHosts(admin, PREFIX, 30_000, Date.now(), { retentionMs: 7 * DAY })).map((h) => h.host);
     expect(listed).not.toContain('kn-ghost');
     expect(listed).toContain('kn-back');
     expect(await admin.zscore(registryKeys(PREFIX).hosts, 'kn-ghost')).toBeNull();
     expect(await admin.exists(registryKeys(PREFIX).host('kn-ghost'))).toBe(0);
-    expect(await admin.hexists(registryKeys(PREFIX).dlqSwept, imageQueueName('kn-ghost'))).toBe(0);
+    expect(await admin.exists(hostKeys(PREFIX, 'kn-ghost').dlqSwept)).toBe(0);
     // The dead worker entry of the host that came back is dropped too; its live one stays.
     expect(await admin.hkeys(registryKeys(PREFIX).host('kn-back'))).toEqual(['kn-back-1']);
     await admin.zrem(registryKeys(PREFIX).hosts, 'kn-back');
@@ -474,8 +475,8 @@ describe('fleetq hosts rm', () => {
   it('a down host: --dry-run changes nothing, no --yes off a terminal is refused, --yes removes it (and the board drops its queues)', async () => {
     const seen = Date.now() - 3_600_000;
     await announce(admin, PREFIX, { instance: 'down-1', host: 'kn-down', version: 't', pid: 1, concurrency: 1, restoreConcurrency: 1, queues: [], startedAt: seen }, seen);
-    await admin.set(registryKeys(PREFIX).metrics('kn-down', 'down-1'), '[]', 'PX', 3_600_000);
-    await admin.hset(registryKeys(PREFIX).dlqSwept, restoreQueueName('kn-down'), String(seen));
+    await pushMetricsSnapshot(admin, PREFIX, 'kn-down', '1-0a0b0c0d', '[]', 3_600_000);
+    await admin.hset(hostKeys(PREFIX, 'kn-down').dlqSwept, restoreQueueName('kn-down'), String(seen));
     await expect
       .poll(async () => ((await (await fetch(`${board!.url}/api/queues`, { headers: AUTH })).json()) as any).queues.map((q: any) => q.name), { timeout: 10_000, interval: 200 })
       .toContain(boardName('images', 'kn-down'));
@@ -492,8 +493,8 @@ describe('fleetq hosts rm', () => {
     expect(rm.code, rm.stderr).toBe(0);
     expect(JSON.parse(rm.stdout)).toMatchObject({ host: 'kn-down', state: 'down', removed: true, dryRun: false });
     expect(await admin.zscore(registryKeys(PREFIX).hosts, 'kn-down')).toBeNull();
-    expect(await admin.exists(registryKeys(PREFIX).host('kn-down'), registryKeys(PREFIX).metrics('kn-down', 'down-1'))).toBe(0);
-    expect(await admin.hexists(registryKeys(PREFIX).dlqSwept, restoreQueueName('kn-down'))).toBe(0);
+    expect(await admin.exists(registryKeys(PREFIX).host('kn-down'), hostKeys(PREFIX, 'kn-down').metrics('1-0a0b0c0d'), hostKeys(PREFIX, 'kn-down').metricsIndex)).toBe(0);
+    expect(await admin.exists(hostKeys(PREFIX, 'kn-down').dlqSwept)).toBe(0);
     await expect
       .poll(async () => ((await (await fetch(`${board!.url}/api/queues`, { headers: AUTH })).json()) as any).queues.map((q: any) => q.name), { timeout: 10_000, interval: 200 })
       .not.toContain(boardName('images', 'kn-down'));

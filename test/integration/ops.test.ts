@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueEnsureImage } from '../../src/queues/enqueue-ensure-image.js';
 import { enqueueRestore } from '../../src/queues/enqueue-restore.js';
 import { imageChildId, imageQueueName, restoreQueueName } from '../../src/queues/names.js';
+import { hostKeys } from '../../src/registry/keys.js';
 import { cocoonWorkerEnv, plantSnapshot, readVm, setCocoonFault, setHostCores } from '../helpers/cocoon.js';
 import { qcow2Image } from '../helpers/images.js';
 import { queueClient, type QueueClient } from '../helpers/queue.js';
@@ -57,7 +58,7 @@ async function snapshot(): Promise<unknown> {
     out[h.restores.queue.name] = await h.restores.queue.getJobCounts('wait', 'prioritized', 'waiting-children', 'active', 'delayed', 'failed', 'completed');
   }
   const r = new Redis(redis.url);
-  out.dlq = await r.hgetall('fleetq:dlq:entries');
+  for (const h of Object.values(hosts)) out[`dlq ${h.id}`] = await r.hgetall(hostKeys('fleetq', h.id).dlqEntries);
   r.disconnect();
   return out;
 }

@@ -14,7 +14,7 @@ async function collect(fleet: Fleet, f: FilterFlags): Promise<DeadLetter[]> {
   const hosts = await fleet.resolveHosts(hostList(f.host));
   const filter = toFilter(f);
   const out: DeadLetter[] = [];
-  for await (const d of scanDeadLetters(fleet.redis, fleet.cfg.prefix, { since: filter.sinceTs })) {
+  for await (const d of scanDeadLetters(fleet.redis, fleet.cfg.prefix, { since: filter.sinceTs, hosts })) {
     if (!hosts.includes(d.host)) continue;
     if (f.queue && d.queueKind !== f.queue) continue;
     if (!matches({ name: d.name, failedReason: d.reason, timestamp: d.failedAt }, { ...filter, sinceTs: undefined })) continue;
@@ -90,7 +90,7 @@ export function registerDlq(program: Command): void {
         }
         if (old.length > 0) await confirm(`delete ${what}`, opts);
         // The same cut-off as shown: nothing that turned old since the question is removed.
-        const removed = old.length > 0 ? await purgeDeadLetters(fleet.redis, fleet.cfg.prefix, opts.olderThan, now) : 0;
+        const removed = old.length > 0 ? await purgeDeadLetters(fleet.redis, fleet.cfg.prefix, opts.olderThan, { now }) : 0;
         if (opts.json) printJson({ removed });
         else printLine(`removed ${removed} dead letter${removed === 1 ? '' : 's'}`);
       });

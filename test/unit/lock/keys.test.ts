@@ -19,8 +19,8 @@ const byUrl = (url: string): PullKey => ({ kind: 'url', url });
 
 describe('pull lock keys', () => {
   it('a digest key names the hex; a URL key the sha256 of the URL (never the URL, which may carry a signature)', () => {
-    expect(pullLockKey('h1', byDigest(D))).toBe(`pull-lock:h1:digest:${D.hex}`);
-    expect(pullLockKey('h1', byUrl(URL_A))).toBe(`pull-lock:h1:url:${sha(URL_A)}`);
+    expect(pullLockKey('h1', byDigest(D))).toBe(`pull-lock:{h1}:digest:${D.hex}`); // {h1}: the Cluster slot of the host's queues
+    expect(pullLockKey('h1', byUrl(URL_A))).toBe(`pull-lock:{h1}:url:${sha(URL_A)}`);
     const signed = 'https://b.example/x.img?X-Amz-Signature=secret';
     expect(pullLockKey('h1', byUrl(signed))).not.toContain('secret');
   });
@@ -28,7 +28,7 @@ describe('pull lock keys', () => {
   it('the lock client prefix, the Mutex key and the stored key fit together', () => {
     expect(lockKeyPrefix('fleetq')).toBe('fleetq:');
     expect(mutexRedisKey('pull-lock:h1:x')).toBe('mutex:pull-lock:h1:x');
-    expect(pullLockRedisKey('fq', 'h1', byDigest(D))).toBe(`fq:mutex:pull-lock:h1:digest:${D.hex}`);
+    expect(pullLockRedisKey('fq', 'h1', byDigest(D))).toBe(`fq:mutex:pull-lock:{h1}:digest:${D.hex}`);
     expect(pullLockRedisKey('fq', 'h1', byDigest(D))).toBe(lockKeyPrefix('fq') + mutexRedisKey(pullLockKey('h1', byDigest(D))));
   });
 
