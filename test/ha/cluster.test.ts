@@ -3,14 +3,16 @@
  * loopback): worker processes, the CLI and the board given only
  * FLEETQ_REDIS_CLUSTER_NODES. The ensure herd (one GET), a restore flow
  * (parent on restores-{h}, image child on images-{h}), `fleetq retry`, the
- * board's API, and then where every key landed: a host's queues in one slot,
- * hosts spread over the masters, nothing outside the prefix.
+ * board's API, and then where every key of that run landed: each matches a
+ * documented pattern (src/redis/key-patterns.ts) and sits in its tag's slot
+ * on the master serving it; the three hosts' keys on three masters.
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueEnsureImage } from '../../src/queues/enqueue-ensure-image.js';
 import { enqueueRestore } from '../../src/queues/enqueue-restore.js';
 import { boardName, imageChildId, imageQueueName, restoreQueueName } from '../../src/queues/names.js';
+import { matchKeyPattern } from '../../src/redis/key-patterns.js';
 import { basic, type BoardProcess, sameOrigin, startBoardProcess } from '../helpers/board-process.js';
 import { cocoonWorkerEnv, plantSnapshot, readVm, setHostCores } from '../helpers/cocoon.js';
 import { clusterClient } from '../helpers/ha-clients.js';
@@ -172,48 +174,47 @@ describe('fleetq on a Redis Cluster', () => {
     expect(upstream.gets('/cluster/board/img')).toBe(2);
   });
 
-  it("every key is under the prefix; a host's queue keys share its tag's slot, on the master serving it; hosts spread over the masters", async () => {
+  it("every key matches a documented pattern and sits in its tag's slot, on the master serving it; hosts spread over the masters", async () => {
     const topo = await ha.cluster.topology();
-    const keysByMaster = new Map<number, string[]>();
+    /** Every key of the run, with the master it was found on (SCAN on each master: a Cluster client's SCAN sees one node). */
+    const found: Array<{ key: string; port: number }> = [];
     for (const m of topo.masters) {
-      const node = ha.cluster.nodes.find((n) => n.port === m.port)!;
-      const admin: Redis = ha.cluster.admin(node);
-      const keys: string[] = [];
+      const admin: Redis = ha.cluster.admin(ha.cluster.nodes.find((n) => n.port === m.port)!);
       let cursor = '0';
       do {
         const [next, batch] = await admin.scan(cursor, 'COUNT', 1000);
-        keys.push(...batch);
+        for (const key of batch) found.push({ key, port: m.port });
         cursor = next;
       } while (cursor !== '0');
-      keysByMaster.set(m.port, keys);
     }
-    const all = [...keysByMaster.values()].flat();
-    expect(all.length).toBeGreaterThan(0);
-    expect(all.filter((k) => !k.startsWith('fleetq:'))).toEqual([]);
+    expect(found.length).toBeGreaterThan(0);
+    expect(found.map((f) => f.key).filter((k) => !matchKeyPattern('fleetq', k)), 'keys matching no documented pattern').toEqual([]);
 
-    const mastersOfHosts = new Set<number>();
-    for (const h of Object.values(HOSTS)) {
-      const slot = await ha.cluster.keySlot(`{${h}}`);
-      const owner = (await ha.cluster.masterOfSlot(slot)).port;
-      const mine = [...keysByMaster].flatMap(([port, keys]) => keys.filter((k) => k.includes(`-{${h}}:`)).map((k) => ({ port, k })));
-      expect(mine.length, `keys of host ${h}`).toBeGreaterThan(0);
-      // Every key of the host's queues: in the tag's slot, on the master that serves it.
-      for (const { port, k } of mine) {
-        expect(await ha.cluster.keySlot(k), k).toBe(slot);
-        expect(port, k).toBe(owner);
+    const ownerOfTag = new Map<string, number>();
+    const owner = async (tag: string) => {
+      let p = ownerOfTag.get(tag);
+      if (p === undefined) {
+        p = (await ha.cluster.masterOfSlot(await ha.cluster.keySlot(`{${tag}}`))).port;
+        ownerOfTag.set(tag, p);
       }
-      mastersOfHosts.add(owner);
+      return p;
+    };
+    const rules = new Set<string>();
+    for (const { key, port } of found) {
+      const m = matchKeyPattern('fleetq', key)!;
+      rules.add(m.pattern.slot);
+      // The slot Redis computes is the tag's (host, "registry"), and the key is on the master that serves it.
+      expect(await ha.cluster.keySlot(key), key).toBe(await ha.cluster.keySlot(`{${m.subject}}`));
+      expect(port, key).toBe(await owner(m.subject));
     }
-    expect(mastersOfHosts.size).toBe(3);
-    // The restore host wrote both its queues (the flow), and they share the slot (checked above).
-    const restoreQueues = new Set(all.filter((k) => k.includes(`-{${HOSTS.restore}}:`)).map((k) => k.split(':')[1]));
+    expect(rules).toEqual(new Set(['host', 'registry']));
+
+    // The three hosts' keys are on three different masters (the scale-out), and the restore host's flow
+    // wrote both of its queues, in its one slot (checked above).
+    const hostMasters = new Set(await Promise.all(Object.values(HOSTS).map(owner)));
+    expect(hostMasters.size).toBe(3);
+    for (const h of Object.values(HOSTS)) expect(found.some((f) => f.key.startsWith(`fleetq:${imageQueueName(h)}:`)), `keys of ${h}`).toBe(true);
+    const restoreQueues = new Set(found.map((f) => f.key).filter((k) => k.includes(`-{${HOSTS.restore}}:`)).map((k) => k.split(':')[1]));
     expect(restoreQueues).toEqual(new Set([imageQueueName(HOSTS.restore), restoreQueueName(HOSTS.restore)]));
-    // What else fleetq wrote, by key shape, for the record (docs/ARCHITECTURE.md lists the patterns).
-    const shapes = new Map<string, number>();
-    for (const k of all.filter((x) => !/-\{c\d+\}:/.test(x))) {
-      const shape = k.replace(/sha256-[0-9a-f]{64}/g, '<digest>').replace(/\{c\d+\}/g, '{<host>}').replace(/:\d+$/, ':<n>');
-      shapes.set(shape, (shapes.get(shape) ?? 0) + 1);
-    }
-    console.log(`other fleetq keys on the cluster: ${[...shapes.keys()].sort().join(', ')}`);
   });
 });
