@@ -48,13 +48,14 @@ export function sentinelClient(seeds: string, name: string, opts: SentinelClient
 
 /**
  * How many replicas acknowledged every write this queue's connection has
- * made so far (WAIT 1 `timeoutMs`), asked on the very connection that made
+ * made so far (WAIT `replicas` `timeoutMs`: returns early once that many
+ * have), asked on the very connection that made
  * them: for a Cluster, the connection to the master that serves the queue's
  * slot (a bare `cluster.wait()` goes to a random node and proves nothing).
  */
 const slotOf = new WeakMap<Queue, number>();
 
-export async function replicasAcked(queue: Queue, timeoutMs: number): Promise<number> {
+export async function replicasAcked(queue: Queue, timeoutMs: number, replicas = 1): Promise<number> {
   const client = (await queue.getBackend().client) as unknown as Redis | Cluster;
   if (client instanceof Cluster) {
     let slot = slotOf.get(queue);
@@ -65,7 +66,7 @@ export async function replicasAcked(queue: Queue, timeoutMs: number): Promise<nu
     const owner = client.slots[slot]?.[0];
     const node = client.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === owner);
     if (!node) throw new Error(`no connection to the master of slot ${slot} (${owner ?? 'unknown'})`);
-    return node.wait(1, timeoutMs);
+    return node.wait(replicas, timeoutMs);
   }
-  return client.wait(1, timeoutMs);
+  return client.wait(replicas, timeoutMs);
 }

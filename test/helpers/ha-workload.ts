@@ -32,10 +32,12 @@ export interface PacedAddOptions {
   idPrefix: string;
   data: (i: number) => unknown;
   opts?: JobsOptions;
-  /** Ask WAIT 1 `waitMs` after each add (0 = do not ask). */
+  /** Ask WAIT `waitReplicas` `waitMs` after each add (0 = do not ask). */
   waitMs?: number;
+  /** Replicas WAIT asks for, and that confirm mode requires (default 1). */
+  waitReplicas?: number;
   /**
-   * Only count a job as added once a replica has it: while WAIT says 0,
+   * Only count a job as added once `waitReplicas` replicas have it: while WAIT says fewer,
    * add it again with the same id (a no-op while it exists, recreates it
    * if the write was lost), until `deadline`.
    */
@@ -73,10 +75,10 @@ export async function pacedAdds(o: PacedAddOptions): Promise<AddRecord[]> {
       }
       if (o.waitMs) {
         // WAIT fails when the connection that wrote is gone (its master died): then nobody knows.
-        rec.replicas = await replicasAcked(o.queue, o.waitMs).catch(() => undefined);
+        rec.replicas = await replicasAcked(o.queue, o.waitMs, o.waitReplicas ?? 1).catch(() => undefined);
         if (rec.replicas === undefined) rec.waitErrors++;
       }
-      if (!o.confirm || (rec.replicas ?? 0) >= 1) break;
+      if (!o.confirm || (rec.replicas ?? 0) >= (o.waitReplicas ?? 1)) break;
       await sleep(50);
     }
     if (rec.ackedAt !== undefined) o.onAcked?.(i);
