@@ -15,8 +15,8 @@
  * CPU of the worker processes and of every redis-server is read from /proc.
  *
  * What it can show on this machine: Redis Cluster spreads the queues'
- * Redis work over several processes (the busiest Redis does about a third
- * of it), but with 2 cores the 8 worker processes are the bottleneck on
+ * Redis work over several processes (the busiest one does a fraction of
+ * it), but with 2 cores the 8 worker processes are the bottleneck on
  * both sides: throughput cannot grow with masters here. The ratio is
  * reported, with each side's Redis CPU per job and its busiest Redis's
  * utilisation, which is what would allow growth on more cores.
