@@ -40,8 +40,8 @@ const HEX = '[0-9a-f]{64}';
 const INSTANCE = '[0-9]+-[0-9a-f]{8}';
 
 export const KEY_PATTERNS: readonly KeyPattern[] = [
-  { pattern: '<prefix>:images-{<host>}:…', kind: 'BullMQ', slot: 'host', what: "the host's image queue (every BullMQ key of it: wait, meta, events, marker, job hashes, dedup keys, schedulers…)", re: `images-\\{(${HOST})\\}:.+` },
-  { pattern: '<prefix>:restores-{<host>}:…', kind: 'BullMQ', slot: 'host', what: "the host's restore queue; a restore and its image job are a flow across the two queues, so they share the slot", re: `restores-\\{(${HOST})\\}:.+` },
+  { pattern: '<prefix>:images-{<host>}:…', kind: 'BullMQ', slot: 'host', what: "the host's image queue (every BullMQ key of it: wait, meta, events, marker, job hashes, dedup keys, schedulers…; BullMQ's scripts also name the bare `…:` as a key, to build job keys)", re: `images-\\{(${HOST})\\}:.*` },
+  { pattern: '<prefix>:restores-{<host>}:…', kind: 'BullMQ', slot: 'host', what: "the host's restore queue; a restore and its image job are a flow across the two queues, so they share the slot", re: `restores-\\{(${HOST})\\}:.*` },
   { pattern: '<prefix>:{<host>}:dlq:entries', kind: 'hash', slot: 'host', what: "dead letters of the host's queues: id → entry (recorded in one script with the job's hash and its queue's failed set)", re: `\\{(${HOST})\\}:dlq:entries` },
   { pattern: '<prefix>:{<host>}:dlq:index', kind: 'zset', slot: 'host', what: 'dead letters: id → failed at (ms); dropped after FLEETQ_DLQ_MAX_AGE', re: `\\{(${HOST})\\}:dlq:index` },
   { pattern: '<prefix>:{<host>}:dlq:swept', kind: 'hash', slot: 'host', what: "the dead-letter sweep's watermark per queue", re: `\\{(${HOST})\\}:dlq:swept` },
@@ -54,7 +54,7 @@ export const KEY_PATTERNS: readonly KeyPattern[] = [
   { pattern: '<prefix>:{registry}:dlq-hosts', kind: 'set', slot: 'registry', what: 'hosts that have dead letters (where `fleetq dlq` looks)', re: '\\{(registry)\\}:dlq-hosts' },
   { pattern: '<prefix>:{registry}:peer-load', kind: 'hash', slot: 'registry', what: 'host → transfers served now (placement reads it with the registry)', planned: true, re: '\\{(registry)\\}:peer-load' },
   { pattern: '<prefix>:holders:{<hex>}', kind: 'hash', slot: 'digest', what: 'hosts holding a digest', planned: true, re: `holders:\\{(${HEX})\\}` },
-  { pattern: '<prefix>:semaphore:b2s:{<hex>}', kind: 'zset', slot: 'digest', what: "issue 13: the fleet-wide back-to-source limit per digest (redis-semaphore Semaphore on the mutex client); the digest's slot, as its holders", planned: true, re: `semaphore:b2s:\\{(${HEX})\\}` },
+  { pattern: '<prefix>:semaphore:b2s:{<hex>}', kind: 'zset', slot: 'digest', what: "the fleet-wide back-to-source limit per digest (redis-semaphore Semaphore on the mutex client); the digest's slot, as its holders", planned: true, re: `semaphore:b2s:\\{(${HEX})\\}` },
   { pattern: '<prefix>:pull-released:<host>:digest:<hex>', kind: 'channel', slot: 'channel', what: '"the pull lock was released" (followers wait for it, or for the lock TTL); `…:url:<sha256 of the URL>` for an unpinned URL', re: `pull-released:(${HOST}):(?:digest|url):${HEX}` },
   { pattern: '<prefix>:holders-changed:<hex>', kind: 'channel', slot: 'channel', what: '"a host now holds this digest"', planned: true, re: `holders-changed:(${HEX})` },
 ];

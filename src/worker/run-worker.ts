@@ -12,6 +12,7 @@ import { loadImageAuthFile } from '../fetch/image-auth.js';
 import { startWorkerEndpoint } from '../metrics/metrics-server.js';
 import { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { startPeerServer } from '../peer/start-peer.js';
+import { loadRedisSecrets } from '../redis/credentials.js';
 import { describeRedisTarget, redisEndpoints, redisTarget } from '../redis/target.js';
 import { ensureLayout, sweepTemp } from '../store/blob-store.js';
 import { storePaths } from '../store/paths.js';
@@ -37,6 +38,7 @@ export async function runWorker(cfg: Config, log: Logger): Promise<RunningWorker
     policy: parseDestinationPolicy(cfg.imageAllow, { redis: redisEndpoints(redis) }),
   });
   const imageAuth = loadImageAuthFile(cfg.imageAuthFile); // FLEETQ_IMAGE_AUTH_FILE: a ConfigError (0600, valid JSON) before anything is opened
+  loadRedisSecrets(cfg); // FLEETQ_REDIS_PASSWORD_FILE (0600), FLEETQ_REDIS_TLS_CA_FILE…: ConfigErrors before anything is opened
   // FLEETQ_METRICS_PORT: /metrics and /healthz (503 "starting" until attached below); a port in use is a ConfigError here.
   const endpoint = await startWorkerEndpoint(cfg, log);
   const paths = storePaths(cfg.root);

@@ -26,7 +26,7 @@ export interface WorkerProcess {
 }
 
 export interface WorkerEnv {
-  /** A single Redis (unset with FLEETQ_REDIS_CLUSTER_NODES or FLEETQ_REDIS_SENTINELS). */
+  /** A single Redis; or, instead, FLEETQ_REDIS_CLUSTER_NODES / FLEETQ_REDIS_SENTINELS (+ _NAME). */
   REDIS_URL?: string;
   FLEETQ_HOST: string;
   FLEETQ_ROOT: string;

@@ -21,6 +21,7 @@ import { freePort } from '../../src/lib/free-port.js';
 import { connectRedis, type RedisClient, type RedisRole, waitReady } from '../../src/redis/connect.js';
 import { waitFor } from '../helpers/wait.js';
 import { useTestRedis } from '../helpers/redis.js';
+import { HOST_WORKER } from '../helpers/worker-process.js';
 
 const redis = useTestRedis();
 const dir = mkdtempSync(join(tmpdir(), 'fleetq-redis-connect-'));
@@ -93,6 +94,29 @@ describe('credentials from files', () => {
     expect((err as Error).message).toMatch(/refused fleetq's credentials: WRONGPASS/);
     expect((err as Error).message).not.toContain('wrong-password-456');
     expect(settingVariables(err)).toEqual(['FLEETQ_REDIS_USERNAME', 'FLEETQ_REDIS_PASSWORD_FILE']);
+  });
+
+  it('the worker process: a wrong password is exit 2 and one line naming the settings; a password file others can read is refused before connecting', async () => {
+    const root = mkdtempSync(join(dir, 'root-'));
+    const base = { PATH: process.env.PATH, REDIS_URL: redis.url, FLEETQ_HOST: 'rc-1', FLEETQ_ROOT: root, FLEETQ_REDIS_USERNAME: 'fleetq-app' };
+    const hostWorker = async (env: Record<string, string | undefined>) => {
+      const p = spawn(process.execPath, [HOST_WORKER], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let err = '';
+      p.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+      const [code] = await childExit(p);
+      return { code, err };
+    };
+    const wrong = await hostWorker({ ...base, FLEETQ_REDIS_PASSWORD_FILE: secretFile('wrong-w', 'wrong-password-456') });
+    expect(wrong.code).toBe(2);
+    expect(wrong.err.trim().split('\n')).toEqual([expect.stringMatching(/^fleetq: .*refused fleetq's credentials: WRONGPASS.*\(FLEETQ_REDIS_USERNAME \/ FLEETQ_REDIS_PASSWORD_FILE\)$/)]);
+    expect(wrong.err).not.toContain('wrong-password-456');
+    const open = join(dir, 'open-pw');
+    writeFileSync(open, 'right-password-123\n');
+    chmodSync(open, 0o644);
+    const loose = await hostWorker({ ...base, FLEETQ_REDIS_PASSWORD_FILE: open });
+    expect(loose.code).toBe(2);
+    expect(loose.err).toMatch(/^fleetq: invalid Redis password file: .*mode 0644.*\(FLEETQ_REDIS_PASSWORD_FILE\)\n$/);
+    expect(loose.err).not.toContain('right-password-123');
   });
 
   it('nothing listening: a command gives up after its reconnects and names REDIS_URL', async () => {

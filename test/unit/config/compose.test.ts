@@ -23,6 +23,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { loadConfig } from '../../../src/config/load.js';
 import { defaultHostId, KNOWN_ENV_VARS } from '../../../src/config/schema.js';
+import { redisTarget } from '../../../src/redis/target.js';
 import { freePort } from '../../../src/lib/free-port.js';
 import { WORKER_NODE_FLAGS } from '../../../src/worker/node-flags.js';
 import { copiedFrom, parseDockerfile } from '../../helpers/dockerfile.js';
@@ -111,6 +112,41 @@ describe('docker-compose.yml: Redis', () => {
     expect(s.profiles?.length).toBeGreaterThan(0);
     expect(s.ports?.map(published)).toEqual([{ bind: '127.0.0.1', host: 6379, container: 6379 }]);
     expect(s.command!.join(' ')).toMatch(/--maxmemory-policy noeviction/);
+  });
+});
+
+describe('docker-compose.yml: the "sentinel" profile (README, "Scaling Redis")', () => {
+  const inProfile = services.filter(([, s]) => s.profiles?.includes('sentinel'));
+  const sentinels = inProfile.filter(([, s]) => (s.command ?? []).join(' ').includes('--sentinel'));
+  const script = (s: Service) => s.command!.join('\n');
+
+  it('a replica of `redis` and three sentinels that monitor it with quorum 2, under the name the fleetq services use', () => {
+    const replica = inProfile.find(([, s]) => s.command?.includes('--replicaof'));
+    expect(replica).toBeDefined();
+    const cmd = replica![1].command!.join(' ');
+    expect(cmd).toMatch(/--replicaof redis 6379/);
+    expect(cmd).toMatch(/--maxmemory-policy noeviction/); // every node, or a failover brings eviction back
+    expect(cmd).toMatch(/--appendonly yes/);
+    expect(sentinels.map(([n]) => n).sort()).toEqual(['sentinel-1', 'sentinel-2', 'sentinel-3']);
+    for (const [n, s] of sentinels) {
+      expect(script(s), n).toMatch(/^sentinel monitor fleetq redis 6379 2$/m);
+      expect(script(s), n).toMatch(/^sentinel resolve-hostnames yes$/m);
+      expect(script(s), n).toMatch(/^port 26379$/m);
+    }
+    // Both data nodes announce the names the sentinels (and so fleetq) reach them by.
+    expect(compose.services.redis!.command!.join(' ')).toMatch(/--replica-announce-ip redis\b/);
+    expect(cmd).toMatch(/--replica-announce-ip redis-replica\b/);
+  });
+
+  it('its fleetq services find the primary through all three sentinels (no REDIS_URL), as the schema reads them', () => {
+    const users = fleetq.filter(([, s]) => s.profiles?.includes('sentinel'));
+    expect(users.map(([n]) => n).sort()).toEqual(['board-sentinel', 'worker-s1']);
+    for (const [n, s] of users) {
+      const env = envOf(s);
+      expect(env.REDIS_URL, n).toBeUndefined();
+      expect(redisTarget(loadConfig(env)), n).toEqual({ mode: 'sentinel', sentinels: sentinels.map(([name]) => ({ host: name, port: 26379 })), name: 'fleetq', tls: false });
+    }
+    for (const dep of ['sentinel-1', 'sentinel-2', 'sentinel-3']) expect(compose.services['worker-s1']!.depends_on, dep).toHaveProperty(`${dep}.condition`, 'service_healthy');
   });
 });
 

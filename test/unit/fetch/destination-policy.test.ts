@@ -303,6 +303,20 @@ describe('guarded connector: resolve, check every address, connect to the checke
     expect(h.connects).toEqual([]);
   });
 
+  it('a Cluster or Sentinel: every seed node / sentinel is refused on its port, named ones resolved', async () => {
+    const p = parseDestinationPolicy(undefined, { redis: [{ host: '10.0.0.5', port: 7000 }, { host: 'redis-2.svc', port: 7001 }, { host: 'redis-3.svc', port: 7002 }], localAddresses: [] });
+    expect(verdict(p, 'http://10.0.0.5:7000/')).toBe(REASON_REDIS);
+    expect(verdict(p, 'http://10.0.0.5:7001/')).toBe('allowed');
+    const h = harness(p, { 'redis-2.svc': ['10.0.0.6'], 'redis-3.svc': ['10.0.0.7'], 'alias-2.example': ['10.0.0.6'], 'alias-3.example': ['10.0.0.7'] });
+    for (const [alias, port, ip] of [['alias-2.example', '7001', '10.0.0.6'], ['alias-3.example', '7002', '10.0.0.7']] as const) {
+      const err = await h.run({ hostname: alias, port }).catch((e: Error) => e.message);
+      expect(err).toBe(`destination refused by policy: ${alias}:${port} via ${ip} (fleetq's own Redis)`);
+    }
+    // The same addresses on another node's port are not Redis.
+    await expect(h.run({ hostname: 'alias-2.example', port: '7002' })).resolves.toEqual({ fake: '10.0.0.6' });
+    expect([...new Set(h.lookups)].sort()).toEqual(['alias-2.example', 'alias-3.example', 'redis-2.svc', 'redis-3.svc']);
+  });
+
   it('DNS failures pass through unchanged (transient network errors)', async () => {
     const h = harness(policy(undefined), {});
     await expect(h.run({ hostname: 'nowhere.invalid' })).rejects.toMatchObject({ code: 'ENOTFOUND' });
