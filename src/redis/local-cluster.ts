@@ -67,6 +67,12 @@ export interface LocalCluster {
    * the time from the kill, in ms.
    */
   crashMaster(master: ClusterNode, timeoutMs?: number): Promise<{ promoted: ClusterNode; ms: number }>;
+  /**
+   * A planned switchover: CLUSTER FAILOVER on a replica of `master` (the
+   * master pauses its clients until the replica has caught up). Resolves once
+   * the replica serves the slots and every node is healthy, with the time.
+   */
+  switchover(master: ClusterNode, timeoutMs?: number): Promise<{ promoted: ClusterNode; ms: number }>;
   /** Restart a killed node (it rejoins as a replica) and wait until the cluster is healthy again. */
   revive(node: ClusterNode, timeoutMs?: number): Promise<void>;
   /** Kill every node and close the admin connections. */
@@ -268,6 +274,21 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         return owner.port === promoted.port && state === 'ok';
       });
       return { promoted: promoted!, ms: Date.now() - t0 };
+    },
+    async switchover(master, timeoutMs = 30_000) {
+      const topo = await topology();
+      const m = topo.masters.find((x) => x.port === master.port);
+      if (!m) throw new Error(`port ${master.port} is not a master serving slots`);
+      const r = topo.replicas.find((x) => x.masterId === m.id);
+      if (!r) throw new Error(`master ${master.port} has no replica to promote`);
+      const replica = byPort(r.port);
+      const t0 = Date.now();
+      await admin(replica).cluster('FAILOVER');
+      await poll(`replica ${replica.port} to take over from ${master.port}`, timeoutMs, async () => {
+        const role = (await admin(replica).role()) as unknown[];
+        return role[0] === 'master' && (await cluster.masterOfSlot(m.slots[0]![0])).port === replica.port && (await healthy());
+      });
+      return { promoted: replica, ms: Date.now() - t0 };
     },
     async revive(node, timeoutMs = deadline) {
       await node.proc.restart();
