@@ -8,7 +8,7 @@
  * (SENTINEL CKQUORUM says all are usable) and sees every replica.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort } from '../lib/free-port.js';
@@ -59,7 +59,12 @@ export interface LocalSentinel {
    * have not moved.
    */
   gracefulFailover(timeoutMs?: number): Promise<{ old: DataNode; promoted: DataNode; switchedMs: number; demotedMs: number }>;
-  /** Restart a killed data node as a replica of the current primary; wait until healthy. */
+  /** How many times the sentinels switched the primary so far (+switch-master in their logs; the most any one logged). */
+  switchCount(): Promise<number>;
+  /**
+   * Restart a killed data node as a replica of the current primary, with
+   * replica-priority 0 until it has synced (then 100); wait until healthy.
+   */
   revive(node: DataNode, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
@@ -95,7 +100,8 @@ export async function startLocalSentinel(opts: LocalSentinelOptions): Promise<Lo
     for (const a of admins.values()) a.disconnect();
     await Promise.all([...sentinels.map((s) => s.kill()), ...nodes.map((n) => n.proc.kill())]);
   };
-  const dataArgs = ['--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction', ...(opts.nodeArgs ?? [])];
+  // No delay before a full sync (default 5 s, to batch replicas): a replica is ready sooner.
+  const dataArgs = ['--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction', '--repl-diskless-sync-delay', '0', ...(opts.nodeArgs ?? [])];
   try {
     for (let i = 0; i <= nReplicas; i++) {
       const port = await freePort();
@@ -233,10 +239,27 @@ export async function startLocalSentinel(opts: LocalSentinelOptions): Promise<Lo
       await poll(`the old primary ${old.port} to become a replica`, timeoutMs, async () => (await role(old.port)) === 'slave');
       return { old, promoted: promoted!, switchedMs, demotedMs: Date.now() - t0 };
     },
+    async switchCount() {
+      let most = 0;
+      for (const s of sentinels) {
+        const log = await readFile(s.logFile, 'utf8').catch(() => '');
+        most = Math.max(most, log.split('+switch-master').length - 1);
+      }
+      return most;
+    },
     async revive(node, timeoutMs = deadline) {
       const p = await primary();
-      // Started as a replica of the current primary: never a second master, not even for a moment.
-      await node.proc.restart(['--replicaof', '127.0.0.1', String(p.port)]);
+      // Started as a replica of the current primary (never a second master, not even for a moment), and not
+      // promotable until it has synced: a node that comes back empty (no AOF/RDB here) reports no link-down
+      // time, so the sentinels would otherwise pick it in a second failover and the primary would resync from
+      // it, empty. Seen here: a spurious +sdown of the new primary 1 s after the switch promoted the revived
+      // node 1 s after its restart and 40 acknowledged, replicated jobs were gone.
+      await node.proc.restart(['--replicaof', '127.0.0.1', String(p.port), '--replica-priority', '0']);
+      await poll(`the revived node ${node.port} to sync from ${p.port}`, timeoutMs, async () => {
+        const ri = await admin(node.port).info('replication');
+        return info(ri, 'master_link_status') === 'up' && info(ri, 'master_sync_in_progress') === '0';
+      });
+      await admin(node.port).config('SET', 'replica-priority', '100');
       await set.waitHealthy(timeoutMs);
     },
     stop: stopAll,

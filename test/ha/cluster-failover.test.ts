@@ -28,6 +28,7 @@ import { clusterClient } from '../helpers/ha-clients.js';
 import { account, longestGap, pacedAdds, reportFigures, resumedAfter } from '../helpers/ha-workload.js';
 import { rawImage } from '../helpers/images.js';
 import { useTestCluster } from '../helpers/redis-cluster.js';
+import { keepOnFailure } from '../helpers/redis-sentinel.js';
 import { removeRoot, tempRoot } from '../helpers/store.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.js';
@@ -64,6 +65,7 @@ afterAll(async () => {
 describe('Redis Cluster: a master dies during a herd', () => {
   it(`kill -9 of the host's master while ${JOBS} jobs are added: none confirmed by a replica is lost, the workers recover by themselves`, async () => {
     if (!queue || !upstream) throw new Error('set-up failed');
+    keepOnFailure(ha.cluster);
     const slot = await ha.cluster.keySlot(`fleetq:${imageQueueName(HOST)}:wait`);
     const master = await ha.cluster.masterOfSlot(slot);
     const img = rawImage(1024 * 1024);
@@ -132,6 +134,7 @@ describe('Redis Cluster: a master dies during a herd', () => {
 
   it('a planned CLUSTER FAILOVER of that master (now healthy again) during a workload loses nothing', async () => {
     if (!queue || !upstream) throw new Error('set-up failed');
+    keepOnFailure(ha.cluster);
     const master = await ha.cluster.masterOfSlot(await ha.cluster.keySlot(`fleetq:${imageQueueName(HOST)}:wait`));
     const img = rawImage(1024 * 1024 + 1);
     const url = upstream.serve('/failover/switch.img', img.body);

@@ -23,7 +23,7 @@ import { basic, type BoardProcess, startBoardProcess } from '../helpers/board-pr
 import { sentinelClient } from '../helpers/ha-clients.js';
 import { account, longestGap, pacedAdds, reportFigures, resumedAfter } from '../helpers/ha-workload.js';
 import { rawImage } from '../helpers/images.js';
-import { startTestSentinel, type TestSentinel } from '../helpers/redis-sentinel.js';
+import { keepOnFailure, startTestSentinel, type TestSentinel } from '../helpers/redis-sentinel.js';
 import { removeRoot, tempRoot } from '../helpers/store.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.js';
@@ -48,6 +48,7 @@ async function upstreamOnce(): Promise<Upstream> {
 async function sentinelSetup(nodeArgs: string[] = [], replicas = 1): Promise<TestSentinel> {
   const s = await startTestSentinel({ nodeArgs, replicas });
   cleanups.push(() => s.cleanup());
+  keepOnFailure(s);
   return s;
 }
 
@@ -122,12 +123,16 @@ describe('Redis Sentinel', () => {
       recreatedByProducer: a.recreated,
       stuck: a.stuck.length,
       addErrors: a.addErrors,
+      addErrorSample: records.find((r) => r.lastError)?.lastError,
       reAdds: a.reAdds,
       promotionMs,
       workersResumedMs: await resumedAfter(f.queue, records, killedAt),
       longestProcessingGapMs: longestGap(a.finishedOn, killedAt, last),
       reviveMs,
       completionsAfterKillPerWorker: f.workers.map((w) => doneAfter(w, killedAt)),
+      primarySwitches: await s.switchCount(),
+      producerStatus: f.conn.status,
+      workerWarnings: f.workers.map((w) => w.logs.filter((l) => Number(l.level) >= 40).slice(-3).map((l) => `${String(l.msg)} ${String(l.err ?? '')}`)),
     };
     reportFigures('sentinel kill -9 primary', figures);
 
@@ -140,7 +145,21 @@ describe('Redis Sentinel', () => {
     for (const w of f.workers) expect(w.proc.exitCode).toBeNull();
     await expect.poll(() => f.workers.map((w) => doneAfter(w, killedAt) > 0), { timeout: 10_000, interval: 100 }).toEqual([true, true]);
     // The board follows the new primary: healthy, and its counts are the new primary's.
-    expect((await fetch(`${board.url}/healthz`)).status).toBe(200);
+    let lastHealth = '';
+    const healthz = async () => {
+      const r = await fetch(`${board.url}/healthz`);
+      lastHealth = await r.text();
+      return r.status;
+    };
+    const boardWentHealthy = Date.now();
+    await expect
+      .poll(healthz, { timeout: 20_000, interval: 250 })
+      .toBe(200)
+      .catch((err: Error) => {
+        const logs = board.logs().slice(-8).map((l) => JSON.stringify(l)).join('\n');
+        throw new Error(`${err.message}\nboard /healthz said: ${lastHealth}\nboard log:\n${logs}\nboard stderr: ${board.stderr().slice(-500)}`);
+      });
+    reportFigures('sentinel kill -9 primary: board', { healthyAgainAfterAccountingMs: Date.now() - boardWentHealthy, sinceKillMs: Date.now() - killedAt });
     const completedOnBoard = async () => {
       const body = (await (await fetch(`${board.url}/api/queues`, { headers: AUTH })).json()) as any;
       return body.queues.find((q: any) => q.name === boardName('images', HOST))?.counts?.completed;
@@ -225,6 +244,7 @@ describe('Redis Sentinel', () => {
         oldPrimaryDemotedMs: fo.demotedMs,
         longestProcessingGapMs: longestGap(a.finishedOn, startedAt, a.finishedOn.at(-1) ?? startedAt),
         processedTimes: f.workers.reduce((n, w) => n + w.logs.filter((l) => l.msg === 'ensure-image done').length, 0),
+        primarySwitches: await s.switchCount(),
       };
       reportFigures(`sentinel graceful failover (${cfg.label})`, figures);
 

@@ -109,12 +109,22 @@ export async function account(queue: Queue, records: AddRecord[], timeoutMs: num
   const until = Date.now() + timeoutMs;
   let jobs: Array<Job | undefined> = [];
   for (;;) {
+    // A read that fails says nothing about the job: that is not "lost". Read again until the deadline, then throw.
+    let readError: unknown;
     jobs = [];
-    for (let i = 0; i < acked.length; i += 100) {
-      jobs.push(...(await Promise.all(acked.slice(i, i + 100).map((r) => Job.fromId(queue, r.id).catch(() => undefined)))));
+    for (let i = 0; i < acked.length && !readError; i += 100) {
+      try {
+        jobs.push(...(await Promise.all(acked.slice(i, i + 100).map((r) => Job.fromId(queue, r.id)))));
+      } catch (err) {
+        readError = err;
+      }
     }
-    // A job that is gone will not come back: stop waiting once every job that exists has finished.
-    if (jobs.every((j) => !j || j.finishedOn) || Date.now() > until) break;
+    if (readError) {
+      if (Date.now() > until) throw new Error(`cannot read the jobs back from Redis to account for them: ${(readError as Error).message}`);
+    } else if (jobs.every((j) => !j || j.finishedOn) || Date.now() > until) {
+      // A job that is gone will not come back: stop waiting once every job that exists has finished.
+      break;
+    }
     await sleep(250);
   }
   const lost: string[] = [];

@@ -2,20 +2,29 @@
  * A private Sentinel set-up per test (one primary, one replica and three
  * sentinels by default): free ports, data under its own temp dir, every
  * process killed and the dir removed at the end (also when the test process
- * exits early).
+ * exits early). The dir (node logs, sentinel configs) is kept when `keep`
+ * is set (keepOnFailure: a test failed) or FLEETQ_HA_KEEP=1.
  */
 import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, onTestFailed } from 'vitest';
 import { type LocalSentinel, type LocalSentinelOptions, startLocalSentinel } from '../../src/redis/local-sentinel.js';
 
-export type TestSentinel = LocalSentinel & { dir: string; cleanup(): Promise<void> };
+export type TestSentinel = LocalSentinel & {
+  dir: string;
+  /** Keep the directory at cleanup. */
+  keep: boolean;
+  cleanup(): Promise<void>;
+};
 
 export async function startTestSentinel(opts: Omit<LocalSentinelOptions, 'dir'> = {}): Promise<TestSentinel> {
   const dir = await mkdtemp(join(tmpdir(), 'fleetq-sentinel-'));
-  const onExit = () => rmSync(dir, { recursive: true, force: true });
+  let result: TestSentinel | undefined;
+  const onExit = () => {
+    if (!result?.keep) rmSync(dir, { recursive: true, force: true });
+  };
   process.once('exit', onExit);
   let set: LocalSentinel;
   try {
@@ -24,13 +33,23 @@ export async function startTestSentinel(opts: Omit<LocalSentinelOptions, 'dir'> 
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
-  return Object.assign(set, {
+  result = Object.assign(set, {
     dir,
+    keep: process.env.FLEETQ_HA_KEEP === '1',
     async cleanup() {
       await set.stop();
       process.off('exit', onExit);
-      await rm(dir, { recursive: true, force: true });
+      if (result!.keep) console.log(`kept ${dir} (node logs and configs)`);
+      else await rm(dir, { recursive: true, force: true });
     },
+  });
+  return result;
+}
+
+/** Inside a test: keep this set-up's directory if the test fails. */
+export function keepOnFailure(s: { keep: boolean }): void {
+  onTestFailed(() => {
+    s.keep = true;
   });
 }
 
