@@ -259,7 +259,7 @@ export async function startLocalSentinel(opts: LocalSentinelOptions): Promise<Lo
         const ri = await admin(node.port).info('replication');
         return info(ri, 'master_link_status') === 'up' && info(ri, 'master_sync_in_progress') === '0';
       });
-      await admin(node.port).config('SET', 'replica-priority', '100');
+      await poll(`replica-priority 100 on ${node.port}`, timeoutMs, async () => (await admin(node.port).config('SET', 'replica-priority', '100')) === 'OK');
       await set.waitHealthy(timeoutMs);
     },
     stop: stopAll,

@@ -110,6 +110,7 @@ describe('Redis Sentinel', () => {
           await s.revive(killed);
           return { ms, reviveMs: Date.now() - t };
         });
+        crash.catch(() => {}); // reported where it is awaited
       },
     });
     const { ms: promotionMs, reviveMs } = await crash!;
@@ -217,6 +218,7 @@ describe('Redis Sentinel', () => {
           if (i !== 29) return;
           startedAt = Date.now();
           failover = s.gracefulFailover();
+          failover.catch(() => {}); // reported where it is awaited
         },
       });
       const fo = await failover!;
