@@ -111,6 +111,7 @@ describe('Redis Cluster: a master dies during a herd', () => {
       addErrors: a.addErrors,
       addErrorSample: records.find((r) => r.lastError)?.lastError,
       waitErrors: records.reduce((n, r) => n + r.waitErrors, 0),
+      waitOnNewConnection: a.waitOnNewConnection,
       killedAfterAcked: KILL_AFTER,
       promotionMs,
       workersResumedMs: await resumedAfter(queue, records, killedAt),

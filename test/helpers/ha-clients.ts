@@ -7,6 +7,34 @@
 import type { Queue } from 'bullmq';
 import { Cluster, Redis } from 'ioredis';
 
+/** Connections closed so far per client (a Cluster counts its node connections): see `closes`. */
+const closed = new WeakMap<Redis | Cluster, { n: number }>();
+
+function countCloses(client: Redis | Cluster): void {
+  const c = { n: 0 };
+  closed.set(client, c);
+  if (client instanceof Cluster) {
+    client.on('+node', (node: Redis) => node.on('close', () => c.n++));
+    client.on('-node', () => c.n++);
+  } else {
+    client.on('close', () => c.n++);
+  }
+}
+
+/**
+ * How many connections of this queue's client have closed so far. WAIT only
+ * covers writes made on the connection it is sent on: if this changed
+ * between an add and its WAIT, the WAIT ran on a new connection (after a
+ * failover or reconnect) and confirms nothing about the add (it answers for
+ * a connection that wrote nothing: every replica, at once).
+ */
+export async function closes(queue: Queue): Promise<number> {
+  const client = (await queue.getBackend().client) as unknown as Redis | Cluster;
+  const c = closed.get(client);
+  if (!c) throw new Error('closes(): the queue was not made with clusterClient() or sentinelClient()');
+  return c.n;
+}
+
 const hostPort = (s: string) => {
   const i = s.lastIndexOf(':');
   return { host: s.slice(0, i), port: Number(s.slice(i + 1)) };
@@ -24,6 +52,7 @@ export function clusterClient(seeds: string, opts: { failFast?: boolean } = {}):
     scaleReads: 'master',
   });
   c.on('error', () => {});
+  countCloses(c);
   return c;
 }
 
@@ -43,6 +72,7 @@ export function sentinelClient(seeds: string, name: string, opts: SentinelClient
     maxRetriesPerRequest: opts.failFast ? 1 : null,
   });
   r.on('error', () => {});
+  countCloses(r);
   return r;
 }
 

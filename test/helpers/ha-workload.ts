@@ -5,18 +5,20 @@
  */
 import { appendFileSync } from 'node:fs';
 import { Job, type JobsOptions, type Queue } from 'bullmq';
-import { replicasAcked } from './ha-clients.js';
+import { closes, replicasAcked } from './ha-clients.js';
 
 export interface AddRecord {
   id: string;
   /** When add() first resolved (the producer was told "added"). */
   ackedAt?: number;
-  /** Replicas that had it when the producer was told (WAIT 1), when asked; undefined when WAIT failed. */
+  /** Replicas that had it when the producer was told (WAIT n), when asked; undefined when WAIT failed or ran on another connection. */
   replicas?: number;
   /** WAIT calls that failed (the connection that wrote was gone). */
   waitErrors: number;
   /** Re-adds that found the acknowledged job gone (a lost write, repaired by adding it again). */
   recreated: number;
+  /** WAITs discarded because a connection closed between the add and the WAIT (they would have confirmed nothing). */
+  waitOnNewConnection: number;
   /** add() calls that failed (retried with the same job id: idempotent). */
   errors: number;
   /** add() calls after the first acknowledgement, because WAIT said no replica had it (confirm mode). */
@@ -56,10 +58,12 @@ export async function pacedAdds(o: PacedAddOptions): Promise<AddRecord[]> {
   for (let i = 0; i < o.count; i++) {
     const due = t0 + i * o.everyMs;
     if (Date.now() < due) await sleep(due - Date.now());
-    const rec: AddRecord = { id: `${o.idPrefix}-${i}`, errors: 0, reAdds: 0, waitErrors: 0, recreated: 0 };
+    const rec: AddRecord = { id: `${o.idPrefix}-${i}`, errors: 0, reAdds: 0, waitErrors: 0, recreated: 0, waitOnNewConnection: 0 };
     records.push(rec);
     while (Date.now() < o.deadline) {
+      let epoch = 0;
       try {
+        epoch = await closes(o.queue);
         if (rec.ackedAt !== undefined) {
           rec.reAdds++;
           // Gone since it was acknowledged? Then this add recreates it: count the loss it repairs.
@@ -77,6 +81,11 @@ export async function pacedAdds(o: PacedAddOptions): Promise<AddRecord[]> {
         // WAIT fails when the connection that wrote is gone (its master died): then nobody knows.
         rec.replicas = await replicasAcked(o.queue, o.waitMs, o.waitReplicas ?? 1).catch(() => undefined);
         if (rec.replicas === undefined) rec.waitErrors++;
+        else if ((await closes(o.queue)) !== epoch) {
+          // The connection that wrote is gone: this WAIT ran on another one and proves nothing.
+          rec.replicas = undefined;
+          rec.waitOnNewConnection++;
+        }
       }
       if (!o.confirm || (rec.replicas ?? 0) >= (o.waitReplicas ?? 1)) break;
       await sleep(50);
@@ -99,6 +108,8 @@ export interface Accounting {
   reAdds: number;
   /** Acknowledged jobs found gone and added again by the producer (confirm mode): losses it repaired. */
   recreated: number;
+  /** WAITs discarded: a connection had closed between the add and its WAIT. */
+  waitOnNewConnection: number;
   /** Finish times of the completed jobs, sorted. */
   finishedOn: number[];
 }
@@ -145,6 +156,7 @@ export async function account(queue: Queue, records: AddRecord[], timeoutMs: num
     addErrors: records.reduce((n, r) => n + r.errors, 0),
     reAdds: records.reduce((n, r) => n + r.reAdds, 0),
     recreated: records.reduce((n, r) => n + r.recreated, 0),
+    waitOnNewConnection: records.reduce((n, r) => n + r.waitOnNewConnection, 0),
     finishedOn,
   };
 }
