@@ -10,29 +10,35 @@ import { Cluster, Redis } from 'ioredis';
 /** Connections closed so far per client (a Cluster counts its node connections): see `closes`. */
 const closed = new WeakMap<Redis | Cluster, { n: number }>();
 
-function countCloses(client: Redis | Cluster): void {
-  const c = { n: 0 };
-  closed.set(client, c);
+/** Start counting `client`'s closed connections (from now: only differences matter). */
+function countCloses(client: Redis | Cluster): { n: number } {
+  let c = closed.get(client);
+  if (c) return c;
+  const counter = { n: 0 };
+  c = counter;
+  closed.set(client, counter);
   if (client instanceof Cluster) {
-    client.on('+node', (node: Redis) => node.on('close', () => c.n++));
-    client.on('-node', () => c.n++);
+    const watch = (node: Redis) => node.on('close', () => counter.n++);
+    for (const node of client.nodes()) watch(node);
+    client.on('+node', watch);
+    client.on('-node', () => counter.n++);
   } else {
-    client.on('close', () => c.n++);
+    client.on('close', () => counter.n++);
   }
+  return counter;
 }
 
 /**
- * How many connections of this queue's client have closed so far. WAIT only
- * covers writes made on the connection it is sent on: if this changed
- * between an add and its WAIT, the WAIT ran on a new connection (after a
- * failover or reconnect) and confirms nothing about the add (it answers for
- * a connection that wrote nothing: every replica, at once).
+ * How many connections of this queue's client (the one BullMQ uses for it)
+ * have closed since it was first asked. WAIT only covers writes made on the
+ * connection it is sent on: if this changed between an add and its WAIT, the
+ * WAIT ran on a new connection (after a failover or reconnect) and confirms
+ * nothing about the add (it answers for a connection that wrote nothing:
+ * every replica, at once).
  */
 export async function closes(queue: Queue): Promise<number> {
   const client = (await queue.getBackend().client) as unknown as Redis | Cluster;
-  const c = closed.get(client);
-  if (!c) throw new Error('closes(): the queue was not made with clusterClient() or sentinelClient()');
-  return c.n;
+  return countCloses(client).n;
 }
 
 const hostPort = (s: string) => {
@@ -52,7 +58,6 @@ export function clusterClient(seeds: string, opts: { failFast?: boolean } = {}):
     scaleReads: 'master',
   });
   c.on('error', () => {});
-  countCloses(c);
   return c;
 }
 
@@ -72,7 +77,6 @@ export function sentinelClient(seeds: string, name: string, opts: SentinelClient
     maxRetriesPerRequest: opts.failFast ? 1 : null,
   });
   r.on('error', () => {});
-  countCloses(r);
   return r;
 }
 
