@@ -8,7 +8,7 @@
  *
  * Options:
  *   --quick          smaller sizes; finishes in under 2 minutes on 2 cores
- *   --only a,b       run only these scenarios (ids: cache-hit, cold-pull, herd, lock-wait, fan-out, fleet, fleet-peers)
+ *   --only a,b       run only these scenarios (ids: cache-hit, cold-pull, herd, lock-wait, fan-out, fleet, fleet-peers, cluster)
  *   --runs N         measured runs per figure (default 3, at least 1)
  *   --markdown       also print the table as Markdown
  *   --keep           keep the temp directory (worker logs) for inspection
@@ -29,6 +29,7 @@ import { killAll } from './lib/procs.js';
 import { connect } from './lib/queue.js';
 import { errorRow, markdownTable, type Row, textTable } from './lib/report.js';
 import { cacheHit } from './scenarios/cache-hit.js';
+import { clusterScaleOut } from './scenarios/cluster.js';
 import { coldPull } from './scenarios/cold-pull.js';
 import { fanOut } from './scenarios/fan-out.js';
 import { fleet } from './scenarios/fleet.js';
@@ -44,6 +45,7 @@ const SCENARIOS: Array<{ id: string; title: string; run: (ctx: BenchContext) => 
   { id: 'fan-out', title: 'restore fan-out', run: fanOut },
   { id: 'fleet', title: 'fleet', run: fleet },
   { id: 'fleet-peers', title: 'fleet with peers', run: fleetPeers },
+  { id: 'cluster', title: 'cluster scale-out', run: clusterScaleOut },
 ];
 
 interface Args {
@@ -68,7 +70,7 @@ function parseArgs(argv: string[]): Args {
       if (!Number.isInteger(v) || v < 1) usage(`--runs wants a whole number ≥ 1`);
       a.runs = v;
     } else if (x === '--help' || x === '-h') {
-      process.stdout.write('usage: npm run bench -- [--quick] [--only cache-hit,cold-pull,herd,lock-wait,fan-out,fleet,fleet-peers] [--runs N] [--markdown] [--keep]\n');
+      process.stdout.write('usage: npm run bench -- [--quick] [--only cache-hit,cold-pull,herd,lock-wait,fan-out,fleet,fleet-peers,cluster] [--runs N] [--markdown] [--keep]\n');
       process.exit(0);
     } else usage(`unknown option ${x}`);
   }

@@ -124,7 +124,14 @@ export function redisClientPlan(target: RedisTarget, secrets: RedisSecrets, role
         ...auth,
         ...(target.tls ? { ...tls, enableTLSForSentinelMode: true, sentinelTLS: secrets.ca ? { ca: secrets.ca } : {} } : {}),
         ...perCommand,
-        ...(reconnect ? { retryStrategy: reconnect, sentinelRetryStrategy: reconnect } : {}),
+        ...(reconnect ? { retryStrategy: reconnect } : {}),
+        // Only a one-shot command stops asking the sentinels. Long waits between rounds of asking them
+        // (serviceRetry: 200 ms … 2 s) let ioredis 5.11 end a Sentinel client for good: a +switch-master
+        // (failoverDetector) that arrives during the wait closes the connector, the round then fails with
+        // "Connection is closed." and the client goes to "end" without reconnecting. The HA test saw the
+        // board answer 503 for good after a primary's kill -9 (4 of 16 clients in a reproduction; none with
+        // ioredis's default of 10 ms × attempts, capped at 1 s, which the other roles use).
+        ...(role === 'command' ? { sentinelRetryStrategy: reconnect } : {}),
         ...keyPrefix,
         ...lazy,
       },

@@ -1,6 +1,6 @@
 /** Test-side BullMQ clients: add jobs, wait for them, inspect them. */
 import { Job, Queue, QueueEvents } from 'bullmq';
-import { Redis } from 'ioredis';
+import { type Cluster, Redis } from 'ioredis';
 
 export interface QueueClient {
   queue: Queue;
@@ -10,9 +10,15 @@ export interface QueueClient {
   close(): Promise<void>;
 }
 
-export async function queueClient(redisUrl: string, name: string, prefix = 'fleetq'): Promise<QueueClient> {
-  const conn = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  const evConn = new Redis(redisUrl, { maxRetriesPerRequest: null });
+/**
+ * `redis`: a single Redis's URL, or a function that opens a connection
+ * (a Cluster or Sentinel client, test/helpers/ha-clients.ts), called twice:
+ * for the Queue and for its QueueEvents.
+ */
+export async function queueClient(redis: string | (() => Redis | Cluster), name: string, prefix = 'fleetq'): Promise<QueueClient> {
+  const open = typeof redis === 'string' ? () => new Redis(redis, { maxRetriesPerRequest: null }) : redis;
+  const conn = open();
+  const evConn = open();
   const queue = new Queue(name, { connection: conn, prefix });
   const events = new QueueEvents(name, { connection: evConn, prefix });
   queue.setMaxListeners(0);

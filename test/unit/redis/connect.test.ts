@@ -153,6 +153,11 @@ describe('Redis Sentinel (FLEETQ_REDIS_SENTINELS + FLEETQ_REDIS_SENTINEL_NAME)',
     expect(command.retryStrategy!(4)).toBeNull();
     const worker = (client(sentinels, 'worker') as Redis).options;
     expect(worker.sentinelRetryStrategy!(1000)).toBeGreaterThan(0);
+    // A service (the board) asks the sentinels again after ioredis's short default delays: long ones let a
+    // +switch-master during the wait end the client for good (connect.ts).
+    const service = (client(sentinels, 'service') as Redis).options;
+    expect(service.sentinelRetryStrategy!(5)).toBeLessThanOrEqual(50);
+    expect(service.sentinelRetryStrategy!(1000)).toBeGreaterThan(0);
   });
 
   it('FLEETQ_REDIS_TLS=on: TLS to the sentinels and to the master, with the CA bundle', () => {
