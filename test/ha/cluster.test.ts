@@ -8,6 +8,11 @@
  * on the master serving it; the three hosts' keys on three masters.
  */
 import { Redis } from 'ioredis';
+import { loadConfig } from '../../src/config/load.js';
+import { pullReleasedChannel } from '../../src/lock/keys.js';
+import { ReleaseNotifier } from '../../src/lock/release-notifier.js';
+import { Digest } from '../../src/lib/digest.js';
+import { connectRedis, waitReady } from '../../src/redis/connect.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueEnsureImage } from '../../src/queues/enqueue-ensure-image.js';
 import { enqueueRestore } from '../../src/queues/enqueue-restore.js';
@@ -105,6 +110,34 @@ describe('fleetq on a Redis Cluster', () => {
     expect([a!, b!].flatMap((w) => w.logs.filter((l) => l.msg === 'waiting for pull leader')).length).toBeGreaterThan(0);
     expect(storeState(r).temp).toEqual([]);
     assertConsistent(r);
+  });
+
+  it('a lock-release notification reaches a follower whichever node the leader publishes on (classic pub/sub is broadcast)', async () => {
+    const cfg = loadConfig({ FLEETQ_REDIS_CLUSTER_NODES: ha.cluster.seeds, FLEETQ_PREFIX: 'fleetq' });
+    // The worker's own subscriber client and notifier, as src/worker/connections.ts makes them.
+    const subscriber = connectRedis(cfg, 'subscriber');
+    try {
+      await waitReady(subscriber, cfg);
+      const notifier = new ReleaseNotifier(subscriber);
+      const channel = pullReleasedChannel(cfg.prefix, HOSTS.herd, { kind: 'digest', digest: Digest.parse(`sha256:${'a'.repeat(64)}`, 'test') });
+      const topo = await ha.cluster.topology();
+      const nodes = ha.cluster.nodes.filter((n) => [...topo.masters, ...topo.replicas].some((t) => t.port === n.port));
+      expect(nodes.length).toBe(6);
+      for (const node of nodes) {
+        const waiter = notifier.wait(channel);
+        try {
+          await waiter.ready;
+          // Published through a plain connection to this one node: no redirection, no slot.
+          await ha.cluster.admin(node).publish(channel, '1');
+          const got = await Promise.race([waiter.released.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 5_000))]);
+          expect(got, `published on node :${node.port}`).toBe(true);
+        } finally {
+          waiter.cancel();
+        }
+      }
+    } finally {
+      subscriber.disconnect();
+    }
   });
 
   it('a restore flow: the restore parks on its image child (same slot), the child pulls once, the clone boots', async () => {
