@@ -23,6 +23,7 @@ import { z } from 'zod';
 import type { Digest } from '../lib/digest.js';
 import { WorkerAnnouncement } from '../registry/host-registry.js';
 import { peerKeys, registryKeys } from '../registry/keys.js';
+import { safeJson } from '../lib/safe-json.js';
 
 /** The peer keys with their Cluster hash tags (registry/keys.ts `peerKeys`, docs/ARCHITECTURE.md "Redis keys"). */
 export const holderKeys = (prefix: string) => {
@@ -190,11 +191,3 @@ export function usableBy(holders: readonly Holder[], self: string): Holder[] {
   return holders.filter((h) => h.host !== self && !(h.state === 'partial' && h.chain?.includes(self)));
 }
 
-function safeJson(v: string | null | undefined): unknown {
-  if (v === null || v === undefined) return undefined;
-  try {
-    return JSON.parse(v);
-  } catch {
-    return undefined;
-  }
-}

@@ -23,6 +23,7 @@ import { Digest } from '../lib/digest.js';
 import type { CocoonSnapshot } from '../restore/cocoon-records.js';
 import { snapshotDigest } from '../restore/snapshot-base.js';
 import { hostKeys } from '../registry/keys.js';
+import { safeJson } from '../lib/safe-json.js';
 
 /** The cap on snapshots published per host: bounds the hash (about 200 bytes each) and every refresh's write. */
 export const MAX_PUBLISHED_SNAPSHOTS = 1000;
@@ -152,11 +153,3 @@ export async function readCatalogMeta(redis: Redis, prefix: string, host: string
   return m.success ? m.data : undefined;
 }
 
-function safeJson(v: string | null | undefined): unknown {
-  if (v === null || v === undefined) return undefined;
-  try {
-    return JSON.parse(v);
-  } catch {
-    return undefined;
-  }
-}

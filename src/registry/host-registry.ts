@@ -22,6 +22,7 @@ import type { RedisClient } from '../redis/connect.js';
 import { z } from 'zod';
 import { hostKeys, registryKeys } from './keys.js';
 import { dropMetricsSnapshots } from './metrics-snapshots.js';
+import { safeJson } from '../lib/safe-json.js';
 
 export const WorkerAnnouncement = z.object({
   instance: z.string(),
@@ -103,13 +104,6 @@ export async function listHosts(redis: RedisClient, prefix: string, downAfterMs:
   return hosts.sort((a, b) => a.host.localeCompare(b.host));
 }
 
-function safeJson(v: string): unknown {
-  try {
-    return JSON.parse(v);
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * KEYS: hosts zset, the host's hash (one slot: `{registry}`). ARGV: host, cutoff ('' = none).

@@ -15,6 +15,7 @@ import { NotFoundError } from '../exit-codes.js';
 import { ago, printErr, printJson, printLine, printTable } from '../output.js';
 import { withFleet } from '../fleet-command.js';
 import { flagParser, shown, UsageError } from '../usage-error.js';
+import { safeJson } from '../../lib/safe-json.js';
 
 const COUNT_STATES = ['waiting', 'prioritized', 'waiting-children', 'active', 'failed', 'delayed'] as const;
 
@@ -120,13 +121,6 @@ function staleReason(h: HostInfo | undefined, e: HolderEntry | undefined, now: n
   return 'not live';
 }
 
-function safeJson(v: string): unknown {
-  try {
-    return JSON.parse(v);
-  } catch {
-    return undefined;
-  }
-}
 
 function fmt(c?: Record<string, number>): string {
   return c ? `${c.waiting}/${c.active}/${c.failed}/${c.delayed}` : '';
