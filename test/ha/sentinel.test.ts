@@ -182,6 +182,10 @@ describe('Redis Sentinel', () => {
       completionsAfterKillPerWorker: f.workers.map((w) => doneAfter(w, killedAt)),
       primarySwitches: await within('asking the sentinels', 5_000, s.switchCount()),
       producerStatus: f.conn.status,
+      // Sentinel clients that ioredis ended after the failover and that connected again (RevivingSentinelRedis).
+      producerRevivals: (f.conn as Redis & { revivals?: number }).revivals,
+      workerRevivals: f.workers.map((w) => w.logs.filter((l) => /ended without being closed/.test(String(l.err ?? ''))).length),
+      boardRevivals: board.logs().filter((l) => /ended without being closed/.test(String(l.msg))).length,
       workerWarnings: f.workers.map((w) => w.logs.filter((l) => Number(l.level) >= 40).slice(-3).map((l) => `${String(l.msg)} ${String(l.err ?? '')}`)),
     };
     reportFigures('sentinel kill -9 primary', figures);
