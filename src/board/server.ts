@@ -92,6 +92,8 @@ export async function startBoard(opts: BoardOptions): Promise<RunningBoard> {
   let fleet: Fleet;
   try {
     fleet = await Fleet.open(opts.cfg, 'service'); // reconnects by itself after a failover
+    // A Sentinel client that ioredis ended after a failover and that connects again (redis/sentinel-client.ts).
+    fleet.redis.on('revive', (tries: number) => opts.log.warn({ tries }, 'board: Sentinel client ended without being closed; reconnecting'));
   } catch (err) {
     await ui.cleanup();
     throw err;

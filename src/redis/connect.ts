@@ -41,6 +41,7 @@ import type { Config } from '../config/schema.js';
 import { ConfigError } from '../lib/errors.js';
 import { lockKeyPrefix } from '../lock/keys.js';
 import { loadRedisSecrets, type RedisSecrets } from './credentials.js';
+import { RevivingSentinelRedis } from './sentinel-client.js';
 import { describeRedisTarget, type RedisConfig, type RedisTarget, redisTarget, redisTargetVariables } from './target.js';
 
 /** A client of any mode: code that fleetq runs on a Cluster uses only what both offer. */
@@ -130,7 +131,8 @@ export function redisClientPlan(target: RedisTarget, secrets: RedisSecrets, role
         // (failoverDetector) that arrives during the wait closes the connector, the round then fails with
         // "Connection is closed." and the client goes to "end" without reconnecting. The HA test saw the
         // board answer 503 for good after a primary's kill -9 (4 of 16 clients in a reproduction; none with
-        // ioredis's default of 10 ms × attempts, capped at 1 s, which the other roles use).
+        // ioredis's default of 10 ms × attempts, capped at 1 s, which the other roles use). The same end can
+        // still happen with the default delays: connectRedis makes such a client a RevivingSentinelRedis.
         ...(role === 'command' ? { sentinelRetryStrategy: reconnect } : {}),
         ...keyPrefix,
         ...lazy,
@@ -156,7 +158,11 @@ export function redisClientPlan(target: RedisTarget, secrets: RedisSecrets, role
 /** A new client for `role` (the mutex role needs `cfg.prefix`). Secrets are read from their files on first use. */
 export function connectRedis(cfg: RedisConfig & Pick<Config, 'prefix'>, role: RedisRole, opts: ConnectOptions = {}): RedisClient {
   const plan = redisClientPlan(redisTarget(cfg), loadRedisSecrets(cfg), role, cfg.prefix, opts);
-  return plan.kind === 'cluster' ? new Cluster(plan.nodes, plan.options) : new Redis(plan.options);
+  if (plan.kind === 'cluster') return new Cluster(plan.nodes, plan.options);
+  // A Sentinel client that ioredis ends after a failover connects again (redis/sentinel-client.ts);
+  // a one-shot command's client is allowed to give up.
+  if (plan.options.sentinels && role !== 'command') return new RevivingSentinelRedis(plan.options);
+  return new Redis(plan.options);
 }
 
 export function isCluster(client: RedisClient): client is Cluster {

@@ -80,19 +80,58 @@ const doneAfter = (w: WorkerProcess, t: number) => w.logs.filter((l) => l.msg ==
 
 describe('Redis Sentinel', () => {
   it('kill -9 of the primary during a workload: workers and board reconnect by themselves; every job completes', async () => {
+    // Every wait below ends inside the test's timeout (120 s, vitest.ha.config.ts), so a stall is reported
+    // (which client: the producer's status, the workers' and the board's last warnings), not a bare timeout.
+    const testStart = Date.now();
+    const budgetEnd = testStart + 110_000;
+    const left = (reserve: number) => Math.max(1_000, budgetEnd - reserve - Date.now());
     const up = await upstreamOnce();
     const s = await sentinelSetup();
     const HOST = 's-kill';
     const f = await fleet(s, HOST, { failoverDetector: true });
     const board: BoardProcess = await startBoardProcess({ FLEETQ_REDIS_SENTINELS: s.seeds, FLEETQ_REDIS_SENTINEL_NAME: s.name, ...CREDS });
     cleanups.push(() => board.stop());
+    let killedAt = 0;
+    const diagnose = async () => {
+      const health = await fetch(`${board.url}/healthz`, { signal: AbortSignal.timeout(2_000) })
+        .then(async (r) => `${r.status} ${(await r.text()).slice(0, 200)}`)
+        .catch((err: Error) => `no answer (${err.message})`);
+      const warnings = (logs: Array<Record<string, unknown>>) =>
+        logs.filter((l) => Number(l.level) >= 40).slice(-4).map((l) => `${String(l.time ?? '')} ${String(l.msg)} ${String((l.err as any)?.message ?? l.err ?? '')}`.slice(0, 300));
+      return {
+        producerStatus: f.conn.status,
+        producerQueueClientStatus: ((await Promise.race([f.queue.getBackend().client, new Promise((r) => setTimeout(r, 1_000))])) as Redis | undefined)?.status ?? 'not ready in 1 s',
+        workerExitCodes: f.workers.map((w) => w.proc.exitCode),
+        workerWarnings: f.workers.map((w) => warnings(w.logs)),
+        boardHealth: health,
+        boardWarnings: warnings(board.logs()),
+        sinceKillMs: killedAt ? Date.now() - killedAt : undefined,
+        sinceStartMs: Date.now() - testStart,
+      };
+    };
+    /** `p`, or a failure naming `what` and the clients' states once `ms` passed. */
+    const within = async <T>(what: string, ms: number, p: Promise<T>): Promise<T> => {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms);
+      });
+      try {
+        return await Promise.race([p, timeout]);
+      } catch (err) {
+        const d = await diagnose();
+        reportFigures('sentinel kill -9 primary: STALLED', { what, error: (err as Error).message, ...d });
+        throw new Error(`${what}: ${(err as Error).message}\n${JSON.stringify(d, null, 1)}`);
+      } finally {
+        clearTimeout(timer);
+      }
+    };
     const img = rawImage(512 * 1024);
     const url = up.serve('/sentinel/kill.img', img.body);
     const JOBS = 120;
 
-    let killedAt = 0;
     let crash: Promise<{ ms: number; reviveMs: number }> | undefined;
-    const records = await pacedAdds({
+    const addsDeadline = Date.now() + left(45_000);
+    const recordsP = pacedAdds({
       queue: f.queue,
       count: JOBS,
       everyMs: 30,
@@ -101,7 +140,7 @@ describe('Redis Sentinel', () => {
       opts: { attempts: 5, backoff: { type: 'fixed', delay: 500 } },
       waitMs: 200,
       confirm: true,
-      deadline: Date.now() + 90_000,
+      deadline: addsDeadline,
       onAcked: (i) => {
         if (i !== 39) return;
         killedAt = Date.now();
@@ -113,8 +152,17 @@ describe('Redis Sentinel', () => {
         crash.catch(() => {}); // reported where it is awaited
       },
     });
-    const { ms: promotionMs, reviveMs } = await crash!;
-    const a = await account(f.queue, records, 90_000);
+    // An add can hang (maxRetriesPerRequest null) when the producer's client is gone for good.
+    const records = await within('the producer adding the jobs', addsDeadline - Date.now() + 5_000, recordsP);
+    const neverAcked = records.filter((r) => r.ackedAt === undefined).length;
+    if (neverAcked > 0) {
+      const d = await diagnose();
+      reportFigures('sentinel kill -9 primary: STALLED', { what: 'adds', neverAcked, addErrorSample: records.find((r) => r.lastError)?.lastError, ...d });
+    }
+    const { ms: promotionMs, reviveMs } = await within('the crash and revival of the primary', left(40_000), crash!);
+    const accountMs = left(30_000);
+    const a = await within('accounting for the jobs', accountMs + 5_000, account(f.queue, records, accountMs));
+    if (a.stuck.length > 0 || a.lost.length > 0) reportFigures('sentinel kill -9 primary: STALLED', { what: 'jobs not completed', stuck: a.stuck.length, lost: a.lost.length, ...(await diagnose()) });
     const last = a.finishedOn.at(-1) ?? killedAt;
     const figures = {
       jobs: JOBS,
@@ -128,12 +176,16 @@ describe('Redis Sentinel', () => {
       reAdds: a.reAdds,
       waitOnNewConnection: a.waitOnNewConnection,
       promotionMs,
-      workersResumedMs: await resumedAfter(f.queue, records, killedAt),
+      workersResumedMs: await within('reading when the workers resumed', 10_000, resumedAfter(f.queue, records, killedAt)),
       longestProcessingGapMs: longestGap(a.finishedOn, killedAt, last),
       reviveMs,
       completionsAfterKillPerWorker: f.workers.map((w) => doneAfter(w, killedAt)),
-      primarySwitches: await s.switchCount(),
+      primarySwitches: await within('asking the sentinels', 5_000, s.switchCount()),
       producerStatus: f.conn.status,
+      // Sentinel clients that ioredis ended after the failover and that connected again (RevivingSentinelRedis).
+      producerRevivals: (f.conn as Redis & { revivals?: number }).revivals,
+      workerRevivals: f.workers.map((w) => w.logs.filter((l) => /ended without being closed/.test(String(l.err ?? ''))).length),
+      boardRevivals: board.logs().filter((l) => /ended without being closed/.test(String(l.msg))).length,
       workerWarnings: f.workers.map((w) => w.logs.filter((l) => Number(l.level) >= 40).slice(-3).map((l) => `${String(l.msg)} ${String(l.err ?? '')}`)),
     };
     reportFigures('sentinel kill -9 primary', figures);
@@ -149,24 +201,24 @@ describe('Redis Sentinel', () => {
     // The board follows the new primary: healthy, and its counts are the new primary's.
     let lastHealth = '';
     const healthz = async () => {
-      const r = await fetch(`${board.url}/healthz`);
+      const r = await fetch(`${board.url}/healthz`, { signal: AbortSignal.timeout(2_000) });
       lastHealth = await r.text();
       return r.status;
     };
     const boardWentHealthy = Date.now();
     await expect
-      .poll(healthz, { timeout: 20_000, interval: 250 })
+      .poll(healthz, { timeout: 12_000, interval: 250 })
       .toBe(200)
       .catch((err: Error) => {
         const logs = board.logs().slice(-8).map((l) => JSON.stringify(l)).join('\n');
-        throw new Error(`${err.message}\nboard /healthz said: ${lastHealth}\nboard log:\n${logs}\nboard stderr: ${board.stderr().slice(-500)}`);
+        throw new Error(`${err.message}\nboard /healthz said: ${lastHealth}\nboard log:\n${logs}\nboard stderr: ${board.stderr().slice(-500)}\nsince test start: ${Date.now() - testStart} ms`);
       });
     reportFigures('sentinel kill -9 primary: board', { healthyAgainAfterAccountingMs: Date.now() - boardWentHealthy, sinceKillMs: Date.now() - killedAt });
     const completedOnBoard = async () => {
-      const body = (await (await fetch(`${board.url}/api/queues`, { headers: AUTH })).json()) as any;
+      const body = (await (await fetch(`${board.url}/api/queues`, { headers: AUTH, signal: AbortSignal.timeout(2_000) })).json()) as any;
       return body.queues.find((q: any) => q.name === boardName('images', HOST))?.counts?.completed;
     };
-    await expect.poll(completedOnBoard, { timeout: 20_000, interval: 250 }).toBe(JOBS);
+    await expect.poll(completedOnBoard, { timeout: 8_000, interval: 250 }).toBe(JOBS);
   });
 
   interface GracefulConfig {

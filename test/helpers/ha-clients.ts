@@ -5,7 +5,8 @@
  * application would use. And WAIT on the connection that made a write.
  */
 import type { Queue } from 'bullmq';
-import { Cluster, Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
+import { RevivingSentinelRedis } from '../../src/redis/sentinel-client.js';
 
 /** Connections closed so far per client (a Cluster counts its node connections): see `closes`. */
 const closed = new WeakMap<Redis | Cluster, { n: number }>();
@@ -67,9 +68,15 @@ export interface SentinelClientOptions {
   failFast?: boolean;
 }
 
-/** A client of the master that the sentinels ("h:p,h:p") name `name`. */
+/**
+ * A client of the master that the sentinels ("h:p,h:p") name `name`. A
+ * RevivingSentinelRedis (src/redis/sentinel-client.ts): a plain ioredis 5.11
+ * Sentinel client can end for good after a failover (the producer of the
+ * kill -9 test once could neither add nor read for 90 s); a producer
+ * application needs the same protection as fleetq's own clients.
+ */
 export function sentinelClient(seeds: string, name: string, opts: SentinelClientOptions = {}): Redis {
-  const r = new Redis({
+  const r = new RevivingSentinelRedis({
     sentinels: seeds.split(',').map(hostPort),
     name,
     role: 'master',
