@@ -10,6 +10,7 @@
  * never finished its first sync refuses to fail over).
  */
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
@@ -28,6 +29,12 @@ export interface LocalClusterOptions {
   requireFullCoverage?: boolean;
   /** More redis-server arguments for every node, e.g. ['--appendonly', 'yes']. */
   nodeArgs?: string[];
+  /**
+   * TLS only (every node's client port and cluster bus; plain ports off): the
+   * server's certificate and key, and the CA that signed it (which the
+   * harness's own clients, redis-cli included, check the nodes against).
+   */
+  tls?: { certFile: string; keyFile: string; caFile: string };
   /** Deadline for the whole start (default 60 s). */
   startTimeoutMs?: number;
 }
@@ -126,6 +133,11 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       }
     }
   };
+  const tls = opts.tls;
+  const ca = tls ? readFileSync(tls.caFile) : undefined;
+  const tlsArgs = tls
+    ? ['--tls-cluster', 'yes', '--tls-replication', 'yes', '--tls-cert-file', tls.certFile, '--tls-key-file', tls.keyFile, '--tls-ca-cert-file', tls.caFile, '--tls-auth-clients', 'no']
+    : [];
   const nodes: ClusterNode[] = [];
   const admins = new Map<number, Redis>();
   const stopAll = async () => {
@@ -140,7 +152,9 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         name: `cluster node ${p}`,
         port: p,
         dir: join(opts.dir, String(p)),
+        ...(ca ? { tls: { ca } } : {}),
         args: [
+          ...tlsArgs,
           '--cluster-enabled', 'yes',
           '--cluster-config-file', 'nodes.conf',
           '--cluster-port', String(bus),
@@ -156,7 +170,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       });
       nodes.push({ proc, port: p, busPort: bus, address: `127.0.0.1:${p}` });
     }
-    await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => n.address), '--cluster-replicas', String(replicas), '--cluster-yes'], {
+    await run('redis-cli', [...(tls ? ['--tls', '--cacert', tls.caFile] : []), '--cluster', 'create', ...nodes.map((n) => n.address), '--cluster-replicas', String(replicas), '--cluster-yes'], {
       timeout: deadline,
     });
   } catch (err) {
@@ -175,6 +189,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         connectTimeout: 1000,
         commandTimeout: 3000,
         retryStrategy: () => 100,
+        ...(ca ? { tls: { ca } } : {}),
       });
       a.on('error', () => {});
       admins.set(node.port, a);

@@ -22,6 +22,8 @@ export interface RedisProcessSpec {
   /** A config file given before every other argument (sentinels need one they can rewrite). */
   configFile?: string;
   startTimeoutMs?: number;
+  /** TLS only: `port` is the TLS port (`--tls-port`, plain `--port 0`), PING is sent over TLS checked against `ca`. */
+  tls?: { ca: Buffer };
 }
 
 export interface RedisProcess {
@@ -61,7 +63,7 @@ async function spawnOnce(spec: RedisProcessSpec, extraArgs: string[]): Promise<C
   const logFile = join(spec.dir, 'redis.log');
   const args = [
     ...(spec.configFile ? [spec.configFile] : []),
-    '--port', String(spec.port),
+    ...(spec.tls ? ['--port', '0', '--tls-port', String(spec.port)] : ['--port', String(spec.port)]),
     '--bind', '127.0.0.1',
     '--dir', spec.dir,
     '--daemonize', 'no',
@@ -83,7 +85,7 @@ async function spawnOnce(spec: RedisProcessSpec, extraArgs: string[]): Promise<C
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`${spec.bin ?? 'redis-server'} ${spec.name} exited (${child.exitCode ?? child.signalCode}) before it answered PING: ${stderr.trim()} (log ${logFile})`);
     }
-    const ok = await Promise.race([redisAnswers('127.0.0.1', spec.port, 500), spawnError]);
+    const ok = await Promise.race([redisAnswers('127.0.0.1', spec.port, 500, spec.tls), spawnError]);
     if (ok) return child;
     if (Date.now() > until) {
       child.kill('SIGKILL');

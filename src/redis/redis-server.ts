@@ -8,6 +8,7 @@ import { childExit } from '../lib/child-exit.js';
 import { errorKind } from '../lib/errors.js';
 import { mkdir } from 'node:fs/promises';
 import { createConnection } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { freePort } from '../lib/free-port.js';
 
 export interface RedisServerOptions {
@@ -95,16 +96,17 @@ export async function startRedisServer(opts: RedisServerOptions): Promise<RedisS
 }
 
 /** Is something answering PING at host:port? */
-export function redisAnswers(host: string, port: number, timeoutMs = 500): Promise<boolean> {
+export function redisAnswers(host: string, port: number, timeoutMs = 500, tls?: { ca: Buffer }): Promise<boolean> {
   return new Promise((resolve) => {
-    const sock = createConnection({ host, port });
+    // A TLS-only server (tests' TLS Cluster): the handshake checks the certificate against `ca`.
+    const sock = tls ? tlsConnect({ host, port, ca: tls.ca }) : createConnection({ host, port });
     const done = (ok: boolean) => {
       sock.destroy();
       resolve(ok);
     };
     sock.setTimeout(timeoutMs, () => done(false));
     sock.once('error', () => done(false));
-    sock.once('connect', () => sock.write('PING\r\n'));
+    sock.once(tls ? 'secureConnect' : 'connect', () => sock.write('PING\r\n'));
     sock.once('data', (d) => done(d.toString().startsWith('+PONG') || d.toString().startsWith('-NOAUTH')));
   });
 }
