@@ -8,40 +8,27 @@
  *      verifies the pin, commits atomically, then points the URL at the
  *      digest in the index.
  */
-import type { Dispatcher } from 'undici';
 import type { JobLog } from '../lib/lazy-log.js';
 import type { EnsureImagePayload, EnsureImageResult } from '../jobs/contracts/ensure-image.js';
 import type { PullProgressReport } from '../fetch/fetch-image.js';
-import type { ImageAuth } from '../fetch/image-auth.js';
 import { LockLostError } from '../lock/lock-errors.js';
 import { IndexCorruptError } from '../store/store-errors.js';
 import type { PullCoordinator } from '../lock/pull-coordinator.js';
 import { decidePull, type PolicyOptions, type PullDecision, pullKey } from '../policy/pull-policy.js';
 import { ensureLayout } from '../store/blob-store.js';
 import { ensureReferenced, type IndexReferences } from '../store/image-index.js';
-import type { StorePaths } from '../store/paths.js';
 import { redactUrl } from '../lib/redact.js';
 import { formatBytes, formatDuration } from '../lib/units.js';
 import { inspectStore, inspectUrl, pinnedSnapshot, type StoreSnapshot } from './inspect-store.js';
 import { pullBody, type PullBodyDeps } from './pull-body.js';
 
+/** What the handler needs besides the download's own deps (PullBodyDeps: store, HTTP, bounds, peers). */
 export interface EnsureDeps extends PullBodyDeps {
-  paths: StorePaths;
-  dispatcher: Dispatcher;
   coordinator: PullCoordinator;
-  qemuImg: string;
-  maxImageSize: number;
-  downloadTimeoutMs: number;
-  /** FLEETQ_MIN_RATE bytes per FLEETQ_RATE_WINDOW, else the download is a stall (0 = off). */
-  minRate?: number;
-  rateWindowMs?: number;
   /** Host-wide policy options; `force` comes from each job's payload. */
   policy?: Omit<PolicyOptions, 'force'>;
-  userAgent?: string;
   /** Cache of the digests images.json references (one per store). */
   references: IndexReferences;
-  /** The host's image credential store (FLEETQ_IMAGE_AUTH_FILE): headers for the URL's origin. */
-  imageAuth?: ImageAuth | undefined;
 }
 
 /**

@@ -44,9 +44,11 @@ export interface PullBodyDeps {
   qemuImg: string;
   maxImageSize: number;
   downloadTimeoutMs: number;
+  /** FLEETQ_MIN_RATE bytes per FLEETQ_RATE_WINDOW, else the download is a stall (0 = off). */
   minRate?: number | undefined;
   rateWindowMs?: number | undefined;
   userAgent?: string | undefined;
+  /** The host's image credential store (FLEETQ_IMAGE_AUTH_FILE): headers for the URL's origin (upstream only). */
   imageAuth?: ImageAuth | undefined;
   /** Peer fetching (the worker has a fleet token). */
   fleet?: FleetPeers | undefined;

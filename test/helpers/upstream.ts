@@ -133,6 +133,12 @@ export class Upstream extends EventEmitter {
       void this.stream({ ...route, body: route.body.subarray(from) }, res, fault);
       return;
     }
+    if (m) {
+      // As a real server (RFC 9110 §15.5.17): a range starting at or past the end is 416, not the whole body.
+      res.writeHead(416, { 'content-range': `bytes */${route.body.length}`, 'content-length': 0 });
+      res.end();
+      return;
+    }
     if (fault?.kind !== 'no-length') headers['content-length'] = route.body.length;
     res.writeHead(200, headers);
     void this.stream(route, res, fault);

@@ -25,6 +25,7 @@ import { useTestRedis } from '../helpers/redis.js';
 import { removeRoot, tempRoot } from '../helpers/store.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { runCli } from '../helpers/worker-process.js';
+import { scanAllKeys } from '../helpers/redis-keys.js';
 
 const redis = useTestRedis();
 const PREFIX = 'fq-layout';
@@ -37,16 +38,7 @@ let admin: Redis;
 let run: FullRun | undefined;
 let units: CommandUnit[] = [];
 
-async function allKeys(): Promise<string[]> {
-  const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await admin.scan(cursor, 'COUNT', 1000);
-    cursor = next;
-    keys.push(...batch);
-  } while (cursor !== '0');
-  return keys.sort();
-}
+const allKeys = () => scanAllKeys(admin);
 
 beforeAll(async () => {
   upstream = await startUpstream();

@@ -43,6 +43,7 @@ import { removeRoot, tempRoot } from '../helpers/store.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { runCli, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.js';
 import { startMonitor } from '../helpers/monitor.js';
+import { scanAllKeys } from '../helpers/redis-keys.js';
 
 const redis = useTestRedis();
 const PREFIX = 'fq-test';
@@ -207,13 +208,7 @@ describe(`every key and channel under "${PREFIX}:"`, () => {
   });
 
   it('SCAN: every key starts with the prefix; the pull lock was fq-test:mutex:pull-lock:…', async () => {
-    const keys: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, batch] = await admin.scan(cursor, 'COUNT', 1000);
-      cursor = next;
-      keys.push(...batch);
-    } while (cursor !== '0');
+    const keys = await scanAllKeys(admin);
     expect(keys.length).toBeGreaterThan(20);
     expect(keys.filter((k) => !k.startsWith(`${PREFIX}:`))).toEqual([]);
     expect(keys).toEqual(expect.arrayContaining([registryKeys(PREFIX).hosts, hostKeys(PREFIX, HOST).dlqIndex, `${PREFIX}:${imageQueueName(HOST)}:events`, `${PREFIX}:${restoreQueueName(HOST)}:completed`]));
